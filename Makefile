@@ -1,0 +1,36 @@
+# The course's task runner. Every target installs what it needs first (into .venv) and is
+# quick when everything is already installed.
+#   make course   run the six lessons headless; executed notebooks and figures go to build/
+#   make test     lint and the whole test suite (unit tests, oracles, lessons under nbval)
+#   make lab      open JupyterLab on notebooks/
+#   make setup    only create .venv and install the package with its dev extra
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup lab course test lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(PY) -m ipykernel install --sys-prefix --name academy-diffusion --display-name "academy-diffusion" >/dev/null
+	$(VENV)/bin/jupyter lab notebooks/
+
+course: setup
+	$(PY) -m academy_diffusion.course
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""Run profiles: how big a run the lessons do, chosen by one environment variable.
+
+``ACADEMY_PROFILE=full`` trains at full size (what a GPU runs: 20 epochs on all 60,000
+images); ``ACADEMY_PROFILE=quick`` is bounded for a laptop CPU and for CI, still real
+(real data, real training, real metrics), only smaller. Unset: ``full`` on a CUDA GPU,
+``quick`` elsewhere. Profiles change sizes and counts, never code paths.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+PROFILE_ENV = "ACADEMY_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and counts for one profile (every lesson reads its numbers from here)."""
+
+    name: str
+    channels: tuple  # U-Net widths at 28, 14 and 7 pixels
+    train_images: int | None  # None = all 60,000
+    epochs: float
+    batch_size: int
+    lr: float
+    fid_samples: int  # n for every FID in the lessons
+    ddim_steps: int  # the "fast" sampler's step count (DDIM-20)
+    compare_samples: int  # images in lesson 3's same-seed DDPM/DDIM comparison
+    classifier_epochs: float  # the FID feature extractor's training
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+PROFILES = {
+    "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 3),
+    "quick": Profile("quick", (16, 32, 64), 12_000, 4, 64, 2e-3, 1000, 20, 64, 1),
+}
+
+
+def get_profile(name: str | None = None, verbose: bool = False) -> Profile:
+    """The profile named ``name``, else ``$ACADEMY_PROFILE``, else full on CUDA and quick elsewhere."""
+    name = name or os.environ.get(PROFILE_ENV) or ("full" if torch.cuda.is_available() else "quick")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (from {PROFILE_ENV}); choose one of {sorted(PROFILES)}")
+    profile = PROFILES[name]
+    if verbose:
+        print(f"profile: {profile.describe()}")
+    return profile

@@ -1,0 +1,45 @@
+"""How a lesson hands its measured numbers and figures to the course runner.
+
+In JupyterLab these just print and show. Under ``make course`` the runner sets
+``ACADEMY_BUILD_DIR``, and the numbers go to ``<build>/results/<lesson>.json`` and the figures
+to ``<build>/figures/`` as well, for the summary the runner prints at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+BUILD_ENV = "ACADEMY_BUILD_DIR"
+
+
+def _build_dir() -> Path | None:
+    value = os.environ.get(BUILD_ENV)
+    return Path(value) if value else None
+
+
+def report(lesson: str, **numbers) -> dict:
+    """Print ``numbers`` (name -> value) and, under the runner, add them to the lesson's results file."""
+    for name, value in numbers.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"  {name}: {shown}")
+    build = _build_dir()
+    if build is not None:
+        path = build / "results" / f"{lesson}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        old.update({k: (float(v) if hasattr(v, "item") else v) for k, v in numbers.items()})
+        path.write_text(json.dumps(old, indent=2))
+    return numbers
+
+
+def save_figure(fig, name: str) -> Path | None:
+    """Save ``fig`` as ``<build>/figures/<name>.png`` under the runner; do nothing otherwise."""
+    build = _build_dir()
+    if build is None:
+        return None
+    path = build / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path

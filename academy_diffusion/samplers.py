@@ -1,0 +1,221 @@
+"""Sampling: run the trained noise predictor backwards from pure noise.
+
+Training asks the network one question at a random t; sampling asks it T questions in a row,
+feeding each answer back in. Two samplers share the same network:
+
+* DDPM (ancestral): every one of the T steps, adding fresh noise at each (stochastic).
+* DDIM: any subsequence of the timesteps; with ``eta = 0`` it is deterministic, so the same
+  starting noise always gives the same image, and 20 steps get close to 1000.
+
+Timestep convention: code index t in 0..T-1 (see :mod:`academy_diffusion.schedules`). The
+sampler's state before the step at code index t is the page's x_{t+1}; the trajectory
+returned by :func:`sample` is keyed by the page's level k in 0..T (k = T: pure noise,
+k = 0: the finished sample).
+
+Classifier-free guidance: eps = eps_uncond + w * (eps_cond - eps_uncond), so w = 1 is plain
+conditional sampling and w = 0 unconditional.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import autocast, synchronize
+from .schedules import Schedule
+
+
+class ScheduleMismatchError(ValueError):
+    """Sampling with a schedule other than the one the model was trained with."""
+
+
+@dataclass
+class SampleResult:
+    """What :func:`sample` returns.
+
+    images: ``[n, C, H, W]`` in (roughly) [-1, 1], on the CPU.
+    trajectory: page level k -> ``[n, C, H, W]`` state x_k at that level (CPU), for the
+        levels asked for with ``capture``.
+    seconds: wall-clock time of the sampling loop.
+    """
+
+    images: torch.Tensor
+    trajectory: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def initial_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
+    """The starting point x_T ~ N(0, I), ``[n, *shape]``, drawn on the CPU from ``seed``.
+
+    Drawn on the CPU so that the same seed gives the same x_T on every device, and two
+    samplers (or two guidance scales) can start from exactly the same noise.
+    """
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier-free guidance: ``eps_uncond + w * (eps_cond - eps_uncond)``."""
+    return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels=None, w=None) -> torch.Tensor:
+    """The model's noise estimate at ``x`` (``[B, C, H, W]``), timesteps ``t`` (``[B]``), in fp32.
+
+    With ``labels`` and a guidance scale ``w``, the conditional and unconditional halves run
+    in one batched forward pass of ``2B`` images and are combined with :func:`cfg_combine`.
+    With ``labels`` and no ``w``: plain conditional (the same as w = 1).
+    """
+    if w is not None:
+        if getattr(model, "num_classes", None) is None:
+            raise ValueError("guidance (w) needs a class-conditional model; this one is unconditional")
+        if labels is None:
+            raise ValueError("guidance (w) needs the class labels to guide towards")
+        null = torch.full_like(labels, model.null_class)
+        eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float()
+        eps_cond, eps_uncond = eps.chunk(2)
+        return cfg_combine(eps_cond, eps_uncond, w)
+    return model(x, t, labels).float()
+
+
+def ddpm_posterior(schedule: Schedule, x_t: torch.Tensor, t: int, eps: torch.Tensor, variance: str = "beta"):
+    """Mean and variance of p(x_{t-1} | x_t) given the predicted noise, at code index ``t``.
+
+    mean = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t); the variance is
+    beta_t (``"beta"``, DDPM's choice) or the true posterior's beta-tilde_t (``"beta_tilde"``).
+    Returns ``(mean [B, C, H, W], variance)`` with the variance a 0-d tensor.
+    """
+    if variance not in ("beta", "beta_tilde"):
+        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
+    beta, alpha = schedule.betas[t], schedule.alphas[t]
+    mean = (x_t - beta / schedule.sqrt_one_minus_alpha_bars[t] * eps) / alpha.sqrt()
+    var = beta if variance == "beta" else schedule.posterior_variance[t]
+    return mean, var
+
+
+def ddpm_step(schedule, x_t, t: int, eps, noise, variance: str = "beta") -> torch.Tensor:
+    """One ancestral step from code index ``t`` to ``t - 1``; no noise is added at ``t = 0``."""
+    mean, var = ddpm_posterior(schedule, x_t, t, eps, variance)
+    return mean + var.sqrt() * noise if t > 0 else mean
+
+
+def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=None) -> torch.Tensor:
+    """One DDIM step from code index ``t`` to ``t_prev`` (``t_prev = -1`` means the clean image).
+
+    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    sigma  = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)
+    x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma * noise
+
+    eta = 0 is deterministic; eta = 1 matches DDPM's beta-tilde variance.
+    """
+    abar_t = schedule.alpha_bars[t]
+    abar_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones_like(abar_t)
+    x0_hat = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
+    x_prev = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` code indices from ``T - 1`` down to 0, evenly spaced (both ends included)."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    if steps == 1:
+        return [T - 1]
+    return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+
+
+def check_schedule(model: nn.Module, schedule: Schedule, allow_mismatch: bool = False) -> None:
+    """Raise :class:`ScheduleMismatchError` when ``model`` was trained with another schedule."""
+    trained = getattr(model, "schedule_config", None)
+    if trained is not None and trained != schedule.config() and not allow_mismatch:
+        raise ScheduleMismatchError(
+            f"this model was trained with schedule {trained} but is being sampled with "
+            f"{schedule.config()}: a train/sample schedule mismatch gives garbage. Use the training "
+            "schedule, or pass allow_schedule_mismatch=True if this is the experiment you mean."
+        )
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    schedule: Schedule,
+    n: int,
+    *,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    variance: str = "beta",
+    labels: torch.Tensor | None = None,
+    w: float | None = None,
+    seed: int = 0,
+    x_T: torch.Tensor | None = None,
+    capture=None,
+    batch_size: int = 2048,
+    progress: bool = True,
+    allow_schedule_mismatch: bool = False,
+) -> SampleResult:
+    """Generate ``n`` images with DDPM or DDIM, optionally class-conditional and guided.
+
+    Args:
+        sampler: ``"ddpm"`` (all T steps; ``variance`` picks beta or beta-tilde) or ``"ddim"``
+            (``steps`` evenly spaced timesteps, default 50; ``eta`` 0 = deterministic).
+        labels: ``[n]`` digit labels for a class-conditional model; ``w``: guidance scale.
+        seed: seeds x_T (see :func:`initial_noise`) and the per-step noise.
+        x_T: the starting noise ``[n, C, H, W]``, instead of drawing it from ``seed``.
+        capture: page levels k (0..T) whose states to keep in ``trajectory``, or ``"all"``.
+            Each requested level records the first state at or below it.
+        batch_size: images per forward pass (memory bound; guidance doubles it).
+    Returns:
+        :class:`SampleResult` with images ``[n, C, H, W]`` on the CPU.
+    """
+    check_schedule(model, schedule, allow_schedule_mismatch)
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    device = next(model.parameters()).device
+    schedule = schedule.to(device)
+    T = schedule.T
+    timesteps = list(range(T - 1, -1, -1)) if sampler == "ddpm" else ddim_timesteps(T, steps or 50)
+    if x_T is None:
+        x_T = initial_noise(n, seed, (model.in_channels, 28, 28))
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"expected {n} labels, got {len(labels)}")
+    wanted = set(range(T + 1)) if capture == "all" else set(capture or ())
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    model.eval()
+
+    chunks, trajectory = [], {}
+    synchronize(device)
+    start = time.perf_counter()
+    bar = tqdm(total=len(timesteps) * -(-n // batch_size), desc=f"{sampler} sampling", disable=not progress,
+               leave=False)
+    for lo in range(0, n, batch_size):
+        x = x_T[lo : lo + batch_size].to(device)
+        y = None if labels is None else labels[lo : lo + batch_size].to(device)
+        states = {T: x.cpu()} if T in wanted else {}
+        todo = sorted(wanted - {T}, reverse=True)
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            with autocast(device):
+                eps = predict_noise(model, x, torch.full((len(x),), t, device=device), y, w)
+            noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or eta > 0) else None
+            if sampler == "ddpm":
+                x = ddpm_step(schedule, x, t, eps, noise, variance)
+            else:
+                x = ddim_step(schedule, x, t, t_prev, eps, eta, noise)
+            level = t_prev + 1
+            while todo and todo[0] >= level:  # record every requested level this step reached
+                states[todo.pop(0)] = x.float().cpu()
+            bar.update(1)
+        chunks.append(x.float().cpu())
+        for k, v in states.items():
+            trajectory.setdefault(k, []).append(v)
+    bar.close()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return SampleResult(torch.cat(chunks), {k: torch.cat(v) for k, v in sorted(trajectory.items())}, seconds)

@@ -1,0 +1,54 @@
+"""The project's own files agree with each other: pyproject, environment.yml, README, CI."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_installs_the_package_from_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"], "conda-forge only"
+    deps = env["dependencies"]
+    assert any(str(d).startswith("python") for d in deps) and "pip" in deps
+    pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert pip_section == ["-e .[dev]"] and "dev" in extras
+    conda_names = {re.split(r"[<>=]", str(d))[0] for d in deps if not isinstance(d, dict)}
+    assert conda_names == {"python", "pip"}, "everything else must come from pyproject.toml"
+    py_min = re.search(r"python>=([\d.]+)", " ".join(map(str, deps))).group(1)
+    requires = _pyproject()["project"]["requires-python"]
+    assert tuple(map(int, py_min.split("."))) >= tuple(map(int, requires.lstrip(">=").split(".")))
+
+
+def test_torch_is_never_pinned():
+    for dep in _pyproject()["project"]["dependencies"]:
+        if dep.startswith(("torch", "torchvision")):
+            assert ">=" in dep and "==" not in dep and "<" not in dep, dep
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and re.search(r"^make test$", ci, re.M)
+    assert "make course" in readme
+
+
+def test_package_imports_without_side_effects():
+    out = subprocess.run([sys.executable, "-c", "import academy_diffusion.samplers, academy_diffusion.checkpoints"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""

@@ -1,0 +1,137 @@
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from academy_diffusion.samplers import (
+    ScheduleMismatchError,
+    cfg_combine,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_posterior,
+    ddpm_step,
+    initial_noise,
+    predict_noise,
+    sample,
+)
+from academy_diffusion.schedules import make_schedule
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("t", [950, 500, 0])
+def test_ddim_step_matches_diffusers(eta, t):
+    ours = make_schedule("linear", 1000)
+    theirs = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    theirs.set_timesteps(20)  # leading spacing: previous timestep is t - 50, or "clean" after 0
+    x, eps, noise = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    expected = theirs.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
+    t_prev = t - 50 if t >= 50 else -1
+    got = ddim_step(ours, x, t, t_prev, eps, eta, noise)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variance, diffusers_variance", [("beta_tilde", "fixed_small"), ("beta", "fixed_large")])
+@pytest.mark.parametrize("t", [999, 500, 10, 1])
+def test_ddpm_posterior_matches_diffusers(variance, diffusers_variance, t):
+    ours = make_schedule("linear", 1000)
+    theirs = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", clip_sample=False, variance_type=diffusers_variance
+    )
+    theirs.set_timesteps(1000)
+    x, eps = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    prev = theirs.step(eps, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))  # the noise diffusers drew
+    mean, var = ddpm_posterior(ours, x, t, eps, variance)
+    # diffusers computes 1 - alpha_bar in float32 (we use float64): they differ by ~2e-4 relative at small t.
+    torch.testing.assert_close(var, theirs._get_variance(t).float(), rtol=1e-3, atol=1e-10)
+    torch.testing.assert_close(mean + var.sqrt() * noise, prev, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ddpm_step(ours, x, t, eps, noise, variance), prev, rtol=1e-4, atol=1e-4)
+
+
+def test_ddpm_last_step_adds_no_noise():
+    s = make_schedule("linear", 1000)
+    x, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    mean, _ = ddpm_posterior(s, x, 0, eps)
+    torch.testing.assert_close(ddpm_step(s, x, 0, eps, torch.randn_like(x) * 100), mean)
+
+
+def test_ddim_timesteps():
+    assert ddim_timesteps(1000, 20)[0] == 999 and ddim_timesteps(1000, 20)[-1] == 0
+    assert len(ddim_timesteps(1000, 20)) == 20
+    assert ddim_timesteps(1000, 1000) == list(range(999, -1, -1))
+    steps = ddim_timesteps(1000, 37)
+    assert all(a > b for a, b in zip(steps, steps[1:], strict=False)), "strictly decreasing"
+    with pytest.raises(ValueError):
+        ddim_timesteps(1000, 0)
+    with pytest.raises(ValueError):
+        ddim_timesteps(10, 11)
+
+
+def test_cfg_endpoints(tiny_cond_model):
+    """w = 1 is the conditional prediction, w = 0 the unconditional one."""
+    x, t, y = torch.randn(6, 1, 28, 28), torch.randint(0, 1000, (6,)), torch.arange(6)
+    with torch.no_grad():
+        cond = tiny_cond_model(x, t, y)
+        uncond = tiny_cond_model(x, t, torch.full_like(y, 10))
+        torch.testing.assert_close(predict_noise(tiny_cond_model, x, t, y, w=1.0), cond, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(predict_noise(tiny_cond_model, x, t, y, w=0.0), uncond, rtol=1e-4, atol=1e-5)
+        guided = predict_noise(tiny_cond_model, x, t, y, w=3.0)
+        torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cfg_combine(torch.ones(2), torch.zeros(2), 5.0), torch.full((2,), 5.0))
+
+
+def test_guidance_needs_conditional_model(tiny_model, linear_schedule):
+    x, t = torch.randn(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="class-conditional"):
+        predict_noise(tiny_model, x, t, torch.zeros(2, dtype=torch.long), w=3.0)
+    with pytest.raises(ValueError, match="class-conditional"):
+        sample(tiny_model, linear_schedule, 2, sampler="ddim", steps=2, labels=torch.zeros(2).long(), w=2.0,
+               progress=False)
+
+
+def test_sample_shapes_capture_and_determinism(tiny_model):
+    s = make_schedule("linear", 50)
+    a = sample(tiny_model, s, 5, sampler="ddim", steps=10, seed=3, capture=[50, 25, 0], progress=False)
+    b = sample(tiny_model, s, 5, sampler="ddim", steps=10, seed=3, progress=False, batch_size=2)
+    assert a.images.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(a.images, b.images, rtol=1e-5, atol=1e-5)  # chunking changes nothing
+    assert sorted(a.trajectory) == [0, 25, 50]
+    torch.testing.assert_close(a.trajectory[50], initial_noise(5, 3))
+    torch.testing.assert_close(a.trajectory[0], a.images)
+    full = sample(tiny_model, s, 2, sampler="ddpm", seed=1, capture="all", progress=False)
+    assert sorted(full.trajectory) == list(range(51))
+    again = sample(tiny_model, s, 2, sampler="ddpm", seed=1, progress=False)
+    torch.testing.assert_close(full.images, again.images)
+    other = sample(tiny_model, s, 2, sampler="ddpm", seed=2, progress=False)
+    assert not torch.allclose(full.images, other.images)
+
+
+def test_ddim_with_all_steps_and_eta_one_is_ddpm_like(tiny_model):
+    """DDIM over every timestep with eta = 1 has the beta-tilde variance: a DDPM sampler."""
+    s = make_schedule("linear", 20)
+    x, eps, noise = torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28)
+    for t in (19, 5, 1):
+        torch.testing.assert_close(
+            ddim_step(s, x, t, t - 1, eps, eta=1.0, noise=noise),
+            ddpm_step(s, x, t, eps, noise, variance="beta_tilde"),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+
+
+def test_schedule_mismatch_is_refused(tiny_model):
+    tiny_model.schedule_config = {"name": "linear", "T": 1000}
+    cosine = make_schedule("cosine", 1000)
+    with pytest.raises(ScheduleMismatchError, match="mismatch"):
+        sample(tiny_model, cosine, 2, sampler="ddim", steps=2, progress=False)
+    out = sample(tiny_model, cosine, 2, sampler="ddim", steps=2, progress=False, allow_schedule_mismatch=True)
+    assert out.images.shape == (2, 1, 28, 28)
+
+
+def test_bad_sampler_inputs(tiny_model, tiny_cond_model, linear_schedule):
+    with pytest.raises(ValueError, match="sampler"):
+        sample(tiny_model, linear_schedule, 2, sampler="euler", progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        sample(tiny_cond_model, linear_schedule, 3, sampler="ddim", steps=2, labels=torch.zeros(2).long(),
+               progress=False)
+    with pytest.raises(ValueError, match="variance"):
+        ddpm_posterior(linear_schedule, torch.zeros(1, 1, 4, 4), 3, torch.zeros(1, 1, 4, 4), "large")
