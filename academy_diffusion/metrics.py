@@ -1,0 +1,200 @@
+"""Measuring generated samples: FID in the classifier's feature space, class metrics, elbows,
+and a health check for the timestep embedding.
+
+Every FID in the course is reported with its sample count n (and guidance w where there is
+one) and next to the real-vs-real baseline at the same n: FID is biased upwards at small n,
+so a number without its n and its baseline has no scale.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+
+from .data import load_mnist
+
+FID_MIN_RELIABLE_N = 5000
+
+
+# --- Frechet distance --------------------------------------------------------------------------
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Frechet distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})
+
+    Args: means ``[D]`` and covariances ``[D, D]`` (NumPy or torch; computed in float64).
+    If the matrix square root is not finite (near-singular covariances), ``eps`` is added to
+    both diagonals and it is retried. A tiny imaginary part from round-off is dropped; a large
+    one (the product is far from having a real square root) raises ValueError.
+    """
+    mu1, mu2 = np.atleast_1d(_np(mu1)), np.atleast_1d(_np(mu2))
+    sigma1, sigma2 = np.atleast_2d(_np(sigma1)), np.atleast_2d(_np(sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"shapes do not match: mu {mu1.shape}/{mu2.shape}, sigma {sigma1.shape}/{sigma2.shape}")
+    diff = mu1 - mu2
+    with warnings.catch_warnings():  # singular products are expected (dead ReLU units); checked below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            ridge = np.eye(len(mu1)) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + ridge) @ (sigma2 + ridge))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"matrix square root has a large imaginary part ({np.abs(covmean.imag).max():.3g})")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+
+
+def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[D]`` and covariance ``[D, D]`` of ``features [N, D]`` (float64)."""
+    f = _np(features)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+# --- features and FID --------------------------------------------------------------------------
+
+@torch.no_grad()
+def extract_features(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Penultimate-layer features of ``images [N, 1, 28, 28]`` in [-1, 1]: ``[N, 128]`` on the CPU."""
+    device = next(classifier.parameters()).device
+    classifier.eval()
+    return torch.cat([classifier.features(images[i : i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+@dataclass
+class FID:
+    """An FID together with what it needs to be read: the sample count n, the guidance w, and
+    the real-vs-real baseline at the same n (None if not computed)."""
+
+    value: float
+    n: int
+    w: float | None = None
+    baseline: float | None = None
+
+    def __str__(self) -> str:
+        s = f"FID {self.value:.2f} (n={self.n}"
+        s += f", w={self.w:g}" if self.w is not None else ""
+        s += f"; real-vs-real at n={self.n}: {self.baseline:.2f})" if self.baseline is not None else ")"
+        return s
+
+
+_REFERENCE_CACHE: dict = {}
+
+
+def reference_stats(classifier: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """Feature statistics of the whole MNIST test set (10,000 images), cached per classifier."""
+    key = id(classifier)
+    if key not in _REFERENCE_CACHE:
+        images, _ = load_mnist("test")
+        _REFERENCE_CACHE[key] = feature_stats(extract_features(classifier, images))
+    return _REFERENCE_CACHE[key]
+
+
+def real_baseline(classifier: nn.Module, n: int, seed: int = 0) -> float:
+    """Real-vs-real FID: ``n`` MNIST *training* images against the test set.
+
+    Both sides are real digits, so this is the floor a perfect generator would reach at this n:
+    it is not 0, because a finite sample's statistics are noisy (the bias FID has at small n).
+    """
+    images, _ = load_mnist("train")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return frechet_distance(*feature_stats(extract_features(classifier, images[pick])), *reference_stats(classifier))
+
+
+def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, baseline: bool = True,
+        warn: bool = True) -> FID:
+    """FID of ``samples [n, 1, 28, 28]`` (in [-1, 1]) against the MNIST test set, in the classifier's features.
+
+    Returns an :class:`FID` carrying n, w and (with ``baseline=True``) the real-vs-real FID at the
+    same n. Warns when n < 5,000: below that FID is dominated by its small-sample bias.
+    """
+    n = len(samples)
+    if n < 2:
+        raise ValueError("FID needs at least 2 samples")
+    if warn and n < FID_MIN_RELIABLE_N:
+        warnings.warn(f"FID with n={n} < {FID_MIN_RELIABLE_N} samples is mostly small-sample bias: compare it "
+                      "only with FIDs (and the real-vs-real baseline) at the same n", stacklevel=2)
+    value = frechet_distance(*feature_stats(extract_features(classifier, samples)), *reference_stats(classifier))
+    return FID(value, n, w, real_baseline(classifier, n) if baseline else None)
+
+
+# --- class metrics -----------------------------------------------------------------------------
+
+@torch.no_grad()
+def class_metrics(classifier: nn.Module, samples: torch.Tensor, labels: torch.Tensor | None = None,
+                  num_classes: int = 10) -> dict:
+    """How well samples carry their class, and how many classes they cover.
+
+    Returns a dict with
+      accuracy: fraction whose predicted digit equals the conditioning label (needs ``labels``);
+      confidence: mean probability the classifier gives its predicted digit;
+      histogram: ``[num_classes]`` fraction of samples predicted as each digit;
+      coverage_entropy: entropy of that histogram over log(num_classes): 1 = all digits
+        equally often, 0 = a single digit (mode collapse).
+    """
+    device = next(classifier.parameters()).device
+    probs = torch.cat([classifier(samples[i : i + 2500].to(device)).float().softmax(dim=1).cpu()
+                       for i in range(0, len(samples), 2500)])
+    conf, pred = probs.max(dim=1)
+    hist = torch.bincount(pred, minlength=num_classes).double() / len(pred)
+    nz = hist[hist > 0]
+    out = {
+        "confidence": conf.mean().item(),
+        "histogram": hist.tolist(),
+        "coverage_entropy": float(-(nz * nz.log()).sum() / np.log(num_classes)),
+    }
+    if labels is not None:
+        out["accuracy"] = (pred == labels.cpu()).double().mean().item()
+    return out
+
+
+# --- elbow -------------------------------------------------------------------------------------
+
+def find_elbow(x, y) -> int:
+    """Index of the elbow of the curve ``y(x)``: the point farthest from the chord.
+
+    Both axes are first scaled to [0, 1], then the chord joins the first and the last point;
+    the elbow is the point with the largest perpendicular distance to it (the "Kneedle" idea).
+    It is where the curve bends most: before it, moving along x changes y a lot; after it, little.
+    Needs at least 3 points; ``x`` must be increasing.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or len(x) < 3:
+        raise ValueError("find_elbow needs x and y of the same length, at least 3 points")
+    if np.any(np.diff(x) <= 0):
+        raise ValueError("x must be strictly increasing")
+    xs = (x - x[0]) / (x[-1] - x[0])
+    span = y.max() - y.min()
+    ys = (y - y.min()) / span if span > 0 else np.zeros_like(y)
+    dx, dy = xs[-1] - xs[0], ys[-1] - ys[0]
+    dist = np.abs(dy * (xs - xs[0]) - dx * (ys - ys[0])) / np.hypot(dx, dy)
+    return int(np.argmax(dist))
+
+
+# --- timestep-embedding health -----------------------------------------------------------------
+
+@torch.no_grad()
+def timestep_sensitivity(model: nn.Module, x: torch.Tensor, timesteps=(0, 250, 500, 750, 999), y=None) -> float:
+    """How much the model's output depends on t, for fixed inputs ``x [B, C, H, W]``.
+
+    Runs the model at each timestep on the same ``x`` and returns the fraction of the output's
+    energy that varies with t:  mean_t ||eps(x,t) - mean_t' eps(x,t')||^2 / mean_t ||eps(x,t)||^2.
+    A healthy model gives a clearly positive number (it must remove more noise at high t than
+    at low t); a dead timestep embedding gives 0 (up to round-off).
+    """
+    device = next(model.parameters()).device
+    x = x.to(device)
+    outs = torch.stack([model(x, torch.full((len(x),), int(t), device=device), y).float() for t in timesteps])
+    centred = outs - outs.mean(dim=0, keepdim=True)
+    return (centred.pow(2).mean() / outs.pow(2).mean().clamp_min(1e-12)).item()
