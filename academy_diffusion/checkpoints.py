@@ -36,17 +36,23 @@ def checkpoint_dir() -> Path:
     return cache_dir() / "checkpoints"
 
 
-def save_checkpoint(path, model: nn.Module, ema: nn.Module, schedule: Schedule, meta: dict | None = None) -> Path:
-    """Write a checkpoint atomically (a temporary file renamed into place). Returns the path."""
+def save_checkpoint(path, model: nn.Module, ema: nn.Module | None, schedule: Schedule,
+                    meta: dict | None = None) -> Path:
+    """Write a checkpoint atomically (a temporary file renamed into place). Returns the path.
+
+    With ``ema=None``, ``model`` is taken to be the weights to sample with and only they are
+    stored (the shipped checkpoints do this, to stay small).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model_config": model.config,
         "schedule": schedule.config(),
-        "model": model.state_dict(),
-        "ema": ema.state_dict(),
+        "ema": (ema or model).state_dict(),
         "meta": meta or {},
     }
+    if ema is not None:
+        payload["model"] = model.state_dict()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -69,6 +75,9 @@ def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_
         weights: ``"ema"`` (default, what to sample with) or ``"raw"`` (the last step's weights).
     """
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if weights not in ("ema", "raw") or (weights == "raw" and "model" not in payload):
+        held = [k for k in ("ema", "model") if k in payload]
+        raise ValueError(f"{path} has no {weights!r} weights (it holds {held})")
     model = build_model(payload["model_config"])
     model.load_state_dict(payload["ema" if weights == "ema" else "model"])
     model.to(device).eval().requires_grad_(False)

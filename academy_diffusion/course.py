@@ -1,8 +1,12 @@
-"""Run the lessons headless: ``python -m academy_diffusion.course`` (what ``make course`` calls).
+"""What the lessons share: their setup, the models they train and reuse, and the headless runner.
 
-Executes every ``notebooks/NN_*.ipynb`` in order, writes the executed notebooks to
-``build/notebooks/``, their figures to ``build/figures/`` and their measured numbers to
-``build/results/``, then prints a summary. The run profile comes from ``ACADEMY_PROFILE``.
+* :func:`setup_lesson` is the first call of every lesson: device, run profile, seed.
+* :func:`course_model` trains one of the course's models (or loads it from the cache, so that
+  lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone).
+* ``python -m academy_diffusion.course`` (what ``make course`` calls) executes every
+  ``notebooks/NN_*.ipynb`` in order, writes the executed notebooks to ``build/notebooks/``, their
+  figures to ``build/figures/`` and their measured numbers to ``build/results/``, then prints a
+  summary. The run profile comes from ``ACADEMY_PROFILE``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,74 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+from .checkpoints import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint
+from .data import load_mnist
+from .device import describe_device, get_device, seed_everything
+from .models import UNet, count_parameters
+from .profiles import Profile, get_profile
 from .reporting import BUILD_ENV
+from .schedules import make_schedule
+from .training import train
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The models the lessons train. Everything else (sizes, epochs) comes from the run profile.
+COURSE_MODELS = {
+    "linear": {"schedule": "linear", "num_classes": None, "dead_time_embedding": False},  # lessons 1, 3, 6
+    "cosine": {"schedule": "cosine", "num_classes": None, "dead_time_embedding": False},  # lesson 2
+    "cfg": {"schedule": "linear", "num_classes": 10, "dead_time_embedding": False},  # lessons 4, 5
+    "dead": {"schedule": "linear", "num_classes": None, "dead_time_embedding": True},  # lesson 6
+}
+P_UNCOND = 0.1  # condition dropout for classifier-free guidance (the page's ~10%)
+
+
+def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
+    """Start a lesson: pick the device, read the run profile, seed everything, print all three."""
+    device = get_device()
+    profile = get_profile()
+    seed_everything(seed)
+    print(f"lesson {lesson} | device: {describe_device(device)} | profile: {profile.name} | seed: {seed}")
+    print(f"  {profile.describe()}")
+    return SimpleNamespace(device=device, profile=profile, seed=seed)
+
+
+def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bool = False,
+                 progress: bool = True) -> Checkpoint:
+    """One of the course's models (:data:`COURSE_MODELS`), trained with ``profile``'s sizes.
+
+    Loaded from the checkpoint cache when a model with exactly this recipe is there; otherwise
+    trained (with a progress bar) and cached. ``meta`` holds the recipe, the loss history, the
+    training time and throughput, and the device it trained on.
+    """
+    if kind not in COURSE_MODELS:
+        raise ValueError(f"unknown course model {kind!r}; choose one of {sorted(COURSE_MODELS)}")
+    recipe = {**COURSE_MODELS[kind], "profile": profile.name, "channels": list(profile.channels),
+              "train_images": profile.train_images, "epochs": profile.epochs, "batch_size": profile.batch_size,
+              "lr": profile.lr, "p_uncond": P_UNCOND, "seed": seed, "T": 1000}
+    path = checkpoint_dir() / f"{kind}-{profile.name}-seed{seed}.pt"
+    if path.exists() and not retrain:
+        ckpt = load_checkpoint(path, device)
+        if ckpt.meta.get("recipe") == recipe:
+            m = ckpt.meta
+            print(f"loaded model '{kind}' from {path} (trained {m['steps']} steps in {m['seconds']:.0f} s "
+                  f"on {m['device']})")
+            return ckpt
+    images, labels = load_mnist("train", device=device, subset=profile.train_images)
+    seed_everything(seed)
+    model = UNet(channels=tuple(profile.channels), num_classes=recipe["num_classes"],
+                 dead_time_embedding=recipe["dead_time_embedding"])
+    schedule = make_schedule(recipe["schedule"], recipe["T"], device)
+    print(f"training model '{kind}': {count_parameters(model):,} parameters, {len(images):,} images, "
+          f"{profile.epochs:g} epochs, batch {profile.batch_size}, {recipe['schedule']} schedule")
+    result = train(model, images, schedule, labels if recipe["num_classes"] else None, epochs=profile.epochs,
+                   batch_size=profile.batch_size, lr=profile.lr, p_uncond=P_UNCOND, seed=seed, progress=progress)
+    print(f"  {result.steps} steps in {result.seconds:.1f} s ({result.images_per_second:,.0f} images/s)")
+    meta = {"recipe": recipe, "losses": result.losses.tolist(), "seconds": result.seconds, "steps": result.steps,
+            "images_per_second": result.images_per_second, "device": describe_device(device)}
+    save_checkpoint(path, model, result.ema, schedule, meta)
+    return load_checkpoint(path, device)
 
 
 def lessons(folder: Path = ROOT / "notebooks") -> list[Path]:

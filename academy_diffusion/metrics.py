@@ -159,6 +159,20 @@ def class_metrics(classifier: nn.Module, samples: torch.Tensor, labels: torch.Te
     return out
 
 
+def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Diversity inside classes: mean squared distance of each feature ``[N, D]`` to its class mean.
+
+    Averaged over the classes present in ``labels [N]``. Smaller means the samples of a class
+    look more alike (the diversity that strong guidance takes away).
+    """
+    features, labels = features.double().cpu(), labels.cpu()
+    spreads = [(features[labels == c] - features[labels == c].mean(0)).pow(2).sum(1).mean()
+               for c in labels.unique() if (labels == c).sum() > 1]
+    if not spreads:
+        raise ValueError("within_class_spread needs at least two samples of some class")
+    return torch.stack(spreads).mean().item()
+
+
 # --- elbow -------------------------------------------------------------------------------------
 
 def find_elbow(x, y) -> int:

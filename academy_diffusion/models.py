@@ -93,7 +93,7 @@ class UNet(nn.Module):
             "dead_time_embedding": dead_time_embedding,
         }
         self.in_channels, self.num_classes = in_channels, num_classes
-        self.time_embedding = TimestepEmbedding(c0, emb_dim, dead=dead_time_embedding)
+        self.time_embedding = TimestepEmbedding(emb_dim, emb_dim, dead=dead_time_embedding)
         self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         self.stem = nn.Conv2d(in_channels, c0, 3, padding=1)
         self.down0 = ResBlock(c0, c0, emb_dim)

@@ -29,14 +29,15 @@ class Profile:
     fid_samples: int  # n for every FID in the lessons
     ddim_steps: int  # the "fast" sampler's step count (DDIM-20)
     compare_samples: int  # images in lesson 3's same-seed DDPM/DDIM comparison
+    sweep_samples: int  # samples per guidance scale w in lessons 4 and 5
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
 PROFILES = {
-    "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000),
-    "quick": Profile("quick", (16, 32, 64), 12_000, 4, 64, 2e-3, 1000, 20, 64),
+    "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000),
+    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500),
 }
 
 

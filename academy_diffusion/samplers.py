@@ -81,31 +81,45 @@ def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels=Non
     return model(x, t, labels).float()
 
 
-def ddpm_posterior(schedule: Schedule, x_t: torch.Tensor, t: int, eps: torch.Tensor, variance: str = "beta"):
+def predict_x0(schedule: Schedule, x_t: torch.Tensor, t: int, eps: torch.Tensor, clip: bool = False):
+    """The clean image implied by the noise estimate: ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``.
+
+    With ``clip`` it is clamped to the data range [-1, 1] (what DDPM's reference sampler does):
+    at large t, dividing by a tiny sqrt(abar_t) blows any error in eps up, and clipping keeps a
+    slightly-wrong network from sending the sampler off the data range.
+    """
+    x0 = (x_t - schedule.sqrt_one_minus_alpha_bars[t] * eps) / schedule.sqrt_alpha_bars[t]
+    return x0.clamp(-1.0, 1.0) if clip else x0
+
+
+def ddpm_posterior(schedule: Schedule, x_t: torch.Tensor, t: int, eps: torch.Tensor, variance: str = "beta",
+                   clip_x0: bool = False):
     """Mean and variance of p(x_{t-1} | x_t) given the predicted noise, at code index ``t``.
 
-    mean = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t); the variance is
-    beta_t (``"beta"``, DDPM's choice) or the true posterior's beta-tilde_t (``"beta_tilde"``).
-    Returns ``(mean [B, C, H, W], variance)`` with the variance a 0-d tensor.
+    The mean is the true posterior's mean with x_0 replaced by its estimate x0_hat:
+        mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) * x0_hat + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) * x_t
+    which, without clipping, is the page's (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t).
+    The variance is beta_t (``"beta"``, DDPM's choice) or the true posterior's beta-tilde_t
+    (``"beta_tilde"``). Returns ``(mean [B, C, H, W], variance)``, the variance a 0-d tensor.
     """
     if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
-    beta, alpha = schedule.betas[t], schedule.alphas[t]
-    mean = (x_t - beta / schedule.sqrt_one_minus_alpha_bars[t] * eps) / alpha.sqrt()
-    var = beta if variance == "beta" else schedule.posterior_variance[t]
+    x0 = predict_x0(schedule, x_t, t, eps, clip_x0)
+    mean = schedule.posterior_mean_coef1[t] * x0 + schedule.posterior_mean_coef2[t] * x_t
+    var = schedule.betas[t] if variance == "beta" else schedule.posterior_variance[t]
     return mean, var
 
 
-def ddpm_step(schedule, x_t, t: int, eps, noise, variance: str = "beta") -> torch.Tensor:
+def ddpm_step(schedule, x_t, t: int, eps, noise, variance: str = "beta", clip_x0: bool = False) -> torch.Tensor:
     """One ancestral step from code index ``t`` to ``t - 1``; no noise is added at ``t = 0``."""
-    mean, var = ddpm_posterior(schedule, x_t, t, eps, variance)
+    mean, var = ddpm_posterior(schedule, x_t, t, eps, variance, clip_x0)
     return mean + var.sqrt() * noise if t > 0 else mean
 
 
-def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=None) -> torch.Tensor:
+def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=None, clip_x0: bool = False):
     """One DDIM step from code index ``t`` to ``t_prev`` (``t_prev = -1`` means the clean image).
 
-    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)          (clamped to [-1, 1] with clip_x0)
     sigma  = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)
     x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma * noise
 
@@ -113,7 +127,7 @@ def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=N
     """
     abar_t = schedule.alpha_bars[t]
     abar_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones_like(abar_t)
-    x0_hat = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    x0_hat = predict_x0(schedule, x_t, t, eps, clip_x0)
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
     x_prev = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
     if eta > 0:
@@ -156,6 +170,7 @@ def sample(
     seed: int = 0,
     x_T: torch.Tensor | None = None,
     capture=None,
+    clip_x0: bool = True,
     batch_size: int = 2048,
     progress: bool = True,
     allow_schedule_mismatch: bool = False,
@@ -170,6 +185,8 @@ def sample(
         x_T: the starting noise ``[n, C, H, W]``, instead of drawing it from ``seed``.
         capture: page levels k (0..T) whose states to keep in ``trajectory``, or ``"all"``.
             Each requested level records the first state at or below it.
+        clip_x0: clamp each step's estimate of x_0 to [-1, 1] (see :func:`predict_x0`); on by
+            default, as in DDPM's reference sampler.
         batch_size: images per forward pass (memory bound; guidance doubles it).
     Returns:
         :class:`SampleResult` with images ``[n, C, H, W]`` on the CPU.
@@ -205,9 +222,9 @@ def sample(
                 eps = predict_noise(model, x, torch.full((len(x),), t, device=device), y, w)
             noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or eta > 0) else None
             if sampler == "ddpm":
-                x = ddpm_step(schedule, x, t, eps, noise, variance)
+                x = ddpm_step(schedule, x, t, eps, noise, variance, clip_x0)
             else:
-                x = ddim_step(schedule, x, t, t_prev, eps, eta, noise)
+                x = ddim_step(schedule, x, t, t_prev, eps, eta, noise, clip_x0)
             level = t_prev + 1
             while todo and todo[0] >= level:  # record every requested level this step reached
                 states[todo.pop(0)] = x.float().cpu()

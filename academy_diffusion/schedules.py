@@ -76,6 +76,9 @@ class Schedule:
         self.sqrt_one_minus_alpha_bars = (1 - alpha_bars).sqrt().float()
         # beta-tilde: the variance of the true posterior q(x_{t-1} | x_t, x_0); 0 at t = 0.
         self.posterior_variance = (betas * (1 - alpha_bars_prev) / (1 - alpha_bars)).float()
+        # The posterior mean is coef1 * x_0 + coef2 * x_t.
+        self.posterior_mean_coef1 = (alpha_bars_prev.sqrt() * betas / (1 - alpha_bars)).float()
+        self.posterior_mean_coef2 = (alphas.sqrt() * (1 - alpha_bars_prev) / (1 - alpha_bars)).float()
         self.log_snr = (alpha_bars.log() - (1 - alpha_bars).log()).float()
 
     @property

@@ -11,40 +11,61 @@ from academy_diffusion.samplers import (
     ddpm_step,
     initial_noise,
     predict_noise,
+    predict_x0,
     sample,
 )
 from academy_diffusion.schedules import make_schedule
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("t", [950, 500, 0])
-def test_ddim_step_matches_diffusers(eta, t):
+def test_ddim_step_matches_diffusers(eta, t, clip):
     ours = make_schedule("linear", 1000)
-    theirs = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    theirs = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip)
     theirs.set_timesteps(20)  # leading spacing: previous timestep is t - 50, or "clean" after 0
     x, eps, noise = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
     expected = theirs.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
     t_prev = t - 50 if t >= 50 else -1
-    got = ddim_step(ours, x, t, t_prev, eps, eta, noise)
+    got = ddim_step(ours, x, t, t_prev, eps, eta, noise, clip_x0=clip)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("variance, diffusers_variance", [("beta_tilde", "fixed_small"), ("beta", "fixed_large")])
 @pytest.mark.parametrize("t", [999, 500, 10, 1])
-def test_ddpm_posterior_matches_diffusers(variance, diffusers_variance, t):
+def test_ddpm_posterior_matches_diffusers(variance, diffusers_variance, t, clip):
     ours = make_schedule("linear", 1000)
     theirs = DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="linear", clip_sample=False, variance_type=diffusers_variance
+        num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip, variance_type=diffusers_variance
     )
     theirs.set_timesteps(1000)
     x, eps = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
     prev = theirs.step(eps, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))  # the noise diffusers drew
-    mean, var = ddpm_posterior(ours, x, t, eps, variance)
+    mean, var = ddpm_posterior(ours, x, t, eps, variance, clip_x0=clip)
     # diffusers computes 1 - alpha_bar in float32 (we use float64): they differ by ~2e-4 relative at small t.
     torch.testing.assert_close(var, theirs._get_variance(t).float(), rtol=1e-3, atol=1e-10)
     torch.testing.assert_close(mean + var.sqrt() * noise, prev, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(ddpm_step(ours, x, t, eps, noise, variance), prev, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ddpm_step(ours, x, t, eps, noise, variance, clip), prev, rtol=1e-4, atol=1e-4)
+
+
+def test_ddpm_mean_is_the_page_formula_without_clipping():
+    """(x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t), the course page's form."""
+    s = make_schedule("cosine", 1000)
+    x, eps = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    for t in (999, 400, 3):
+        page = (x - s.betas[t] / s.sqrt_one_minus_alpha_bars[t] * eps) / s.alphas[t].sqrt()
+        torch.testing.assert_close(ddpm_posterior(s, x, t, eps)[0], page, rtol=1e-4, atol=1e-4)
+
+
+def test_predict_x0_inverts_q_sample():
+    s = make_schedule("linear", 1000)
+    x0, eps = torch.rand(3, 1, 28, 28) * 2 - 1, torch.randn(3, 1, 28, 28)
+    for t in (0, 500, 999):
+        xt = s.q_sample(x0, torch.full((3,), t), eps)
+        torch.testing.assert_close(predict_x0(s, xt, t, eps), x0, rtol=1e-3, atol=2e-3)
+        assert predict_x0(s, xt, t, eps * 1.5, clip=True).abs().max() <= 1.0
 
 
 def test_ddpm_last_step_adds_no_noise():
