@@ -4,13 +4,15 @@
 #   make test     lint and the whole test suite (unit tests, oracles, lessons under nbval)
 #   make lab      open JupyterLab on notebooks/
 #   make setup    only create .venv and install the package with its dev extra
+#   make sync     regenerate the lessons' .ipynb files from their .py sources
+#   make exercises regenerate exercises/ and solutions/ from solutions/source/
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup lab course test lint clean
+.PHONY: setup lab course test lint sync exercises pretrain clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +27,15 @@ lab: setup
 
 course: setup
 	$(PY) -m academy_diffusion.course
+
+sync: setup  # regenerate each lesson's .ipynb (no outputs) from its jupytext .py source
+	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+
+exercises: setup  # regenerate exercises/ and solutions/ from solutions/source/
+	$(PY) -m academy_diffusion.exercises
+
+pretrain: setup  # retrain the shipped checkpoints in academy_diffusion/pretrained/ (a GPU is best)
+	$(PY) -m academy_diffusion.pretrain
 
 lint: setup
 	$(PY) -m ruff check .

@@ -8,6 +8,7 @@ metrics of conditional samples. The package trains it itself (seeded) and caches
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -104,17 +105,24 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images.to(device)).argmax(dim=1).cpu()
 
 
-def load_classifier(device="cpu", epochs: float = 3, progress: bool = True, verbose: bool = True):
-    """The course's classifier: loaded from the cache, or trained on all of MNIST once and cached.
+SHIPPED = Path(__file__).resolve().parent / "pretrained" / "classifier.pt"
 
+
+def load_classifier(device="cpu", epochs: float = 3, progress: bool = True, verbose: bool = True,
+                    shipped: bool = True):
+    """The course's classifier, the same feature space for every FID in every profile.
+
+    Loaded from the package's shipped copy (``pretrained/classifier.pt``) when there is one and
+    ``shipped`` is True; else from the cache; else trained on all of MNIST once and cached.
     Returns ``(model, meta)``; ``meta`` has the test accuracy, training seconds, epochs and seed.
-    A cached classifier trained for a different number of epochs is retrained.
     """
     path = checkpoint_dir() / f"mnist_classifier_e{epochs:g}.pt"
+    if shipped and SHIPPED.exists():
+        path = SHIPPED
     model = MNISTClassifier()
     if path.exists():
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["state"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()})
         meta = payload["meta"]
     else:
         x, y = load_mnist("train", device=device)

@@ -29,6 +29,7 @@ from .schedules import make_schedule
 from .training import train
 
 ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 # The models the lessons train. Everything else (sizes, epochs) comes from the run profile.
 COURSE_MODELS = {
@@ -38,6 +39,21 @@ COURSE_MODELS = {
     "dead": {"schedule": "linear", "num_classes": None, "dead_time_embedding": True},  # lesson 6
 }
 P_UNCOND = 0.1  # condition dropout for classifier-free guidance (the page's ~10%)
+
+
+def pretrained_model(kind: str, device) -> Checkpoint | None:
+    """The shipped checkpoint of course model ``kind`` (None if it is not there)."""
+    path = PRETRAINED_DIR / f"{kind}.pt"
+    if not path.exists():
+        return None
+    ckpt = load_checkpoint(path, device)
+    recipe = ckpt.meta["recipe"]
+    if any(recipe[key] != value for key, value in COURSE_MODELS[kind].items()):
+        raise ValueError(f"{path} was trained with {recipe}, which is not the course's '{kind}' model")
+    print(f"loaded the shipped '{kind}' model ({ckpt.meta['steps']} steps, {recipe['epochs']:.2f} epochs of "
+          f"{recipe['train_images'] or 60_000:,} images, trained in {ckpt.meta['seconds']:.0f} s "
+          f"on {ckpt.meta['device']})")
+    return ckpt
 
 
 def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
@@ -52,14 +68,20 @@ def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
 
 def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bool = False,
                  progress: bool = True) -> Checkpoint:
-    """One of the course's models (:data:`COURSE_MODELS`), trained with ``profile``'s sizes.
+    """One of the course's models (:data:`COURSE_MODELS`).
 
-    Loaded from the checkpoint cache when a model with exactly this recipe is there; otherwise
-    trained (with a progress bar) and cached. ``meta`` holds the recipe, the loss history, the
+    With a ``pretrained`` profile (``quick``), the shipped checkpoint is loaded. Otherwise the
+    model is trained with ``profile``'s sizes, or loaded from the checkpoint cache when a model
+    with exactly this recipe was trained before. ``meta`` holds the recipe, the loss history, the
     training time and throughput, and the device it trained on.
     """
     if kind not in COURSE_MODELS:
         raise ValueError(f"unknown course model {kind!r}; choose one of {sorted(COURSE_MODELS)}")
+    if profile.pretrained and not retrain:
+        shipped = pretrained_model(kind, device)
+        if shipped is not None:
+            return shipped
+        print(f"no shipped checkpoint for '{kind}' in {PRETRAINED_DIR}: training it instead")
     recipe = {**COURSE_MODELS[kind], "profile": profile.name, "channels": list(profile.channels),
               "train_images": profile.train_images, "epochs": profile.epochs, "batch_size": profile.batch_size,
               "lr": profile.lr, "p_uncond": P_UNCOND, "seed": seed, "T": 1000}

@@ -178,10 +178,11 @@ def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
 def find_elbow(x, y) -> int:
     """Index of the elbow of the curve ``y(x)``: the point farthest from the chord.
 
-    Both axes are first scaled to [0, 1], then the chord joins the first and the last point;
-    the elbow is the point with the largest perpendicular distance to it (the "Kneedle" idea).
-    It is where the curve bends most: before it, moving along x changes y a lot; after it, little.
-    Needs at least 3 points; ``x`` must be increasing.
+    The chord joins the first and the last point; the elbow is the point with the largest
+    perpendicular distance to it (the "Kneedle" idea), measured after scaling both axes to
+    [0, 1] (scaling either axis does not change which point is farthest, so the answer does
+    not depend on units). It is where the curve bends most: before it, moving along x changes
+    y a lot; after it, little. Needs at least 3 points; ``x`` must be strictly increasing.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or len(x) < 3:

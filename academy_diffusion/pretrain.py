@@ -13,19 +13,17 @@ import argparse
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .classifier import load_classifier
-from .course import COURSE_MODELS, course_model
+from .course import COURSE_MODELS, PRETRAINED_DIR, course_model
 from .device import describe_device, get_device
 from .metrics import class_metrics, fid
 from .profiles import Profile
 from .samplers import sample
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 MANIFEST = PRETRAINED_DIR / "manifest.json"
 
 
@@ -61,39 +59,103 @@ def measure(ckpt, classifier, n: int, steps: int = 20) -> dict:
     return out
 
 
+def results_table(manifest: dict | None = None) -> str:
+    """The README's results table (Markdown), every number read from the manifest."""
+    m = manifest if manifest is not None else read_manifest()
+    lines = ["| model | trained | FID (n, w, sampler) | real-vs-real FID at the same n | class accuracy |",
+             "|---|---|---|---|---|"]
+    for kind in COURSE_MODELS:
+        if kind not in m:
+            continue
+        e = m[kind]
+        trained = (f"{e['steps']:,} steps ({e['epochs']:.2f} epochs) in {e['train_seconds']:.0f} s on "
+                   f"{e['device']}")
+        metrics = e["metrics"]
+        if "fid" in metrics:
+            lines.append(f"| `{kind}` | {trained} | {metrics['fid']:.1f} (n={metrics['fid_n']:,}, unguided, "
+                         f"{metrics['fid_sampler']}) | {metrics['fid_real_vs_real_same_n']:.1f} | – |")
+        for key in ("w1", "w3"):
+            if key in metrics:
+                r = metrics[key]
+                lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
+                             f"{r['fid_real_vs_real_same_n']:.1f} | {r['accuracy']:.3f} |")
+    if "classifier" in m:
+        c = m["classifier"]
+        lines.append(f"| `classifier` (FID features) | {c['epochs']:g} epochs in {c['train_seconds']:.0f} s on "
+                     f"{c['device']} | – | – | {c['test_accuracy']:.4f} (MNIST test set) |")
+    return "\n".join(lines)
+
+
+def save_classifier(classifier, meta: dict) -> dict:
+    """Ship the classifier in fp16, with its test accuracy re-measured on the fp16 weights."""
+    from .classifier import accuracy
+    from .data import load_mnist
+
+    state = {k: v.half() if v.is_floating_point() else v for k, v in classifier.state_dict().items()}
+    torch.save({"state": state, "meta": meta}, PRETRAINED_DIR / "classifier.pt")
+    shipped, _ = load_classifier(classifier_device(classifier), verbose=False)
+    x, y = load_mnist("test")
+    meta = {**meta, "test_accuracy": accuracy(shipped, x, y), "stored_as": "fp16"}
+    torch.save({"state": state, "meta": meta}, PRETRAINED_DIR / "classifier.pt")
+    return meta
+
+
+def classifier_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def measure_shipped(kind: str, classifier, n: int, device) -> dict:
+    """Load the shipped (fp16) checkpoint of ``kind``, measure it, and store the metrics in it."""
+    path = PRETRAINED_DIR / f"{kind}.pt"
+    ckpt = load_checkpoint(path, device)
+    meta = {**ckpt.meta, "metrics": measure(ckpt, classifier, n)}
+    save_checkpoint(path, ckpt.model.half(), None, ckpt.schedule, meta)
+    return meta["metrics"]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", action="store_true", help="only print the README's results table")
+    parser.add_argument("--measure-only", action="store_true", help="re-measure the shipped checkpoints")
     parser.add_argument("--kinds", nargs="*", default=list(COURSE_MODELS))
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
     parser.add_argument("--eval-n", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.table:
+        print(results_table())
+        return
 
     device = get_device(verbose=True)
-    epochs = args.steps * args.batch_size / 60_000
-    profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, epochs, args.batch_size,
-                      2e-3, args.eval_n, 20, 64, 500)
-    classifier, clf_meta = load_classifier(device)
     PRETRAINED_DIR.mkdir(exist_ok=True)
     manifest = read_manifest()
-    manifest["classifier"] = {**clf_meta, "file": "classifier.pt", "code_version": code_version()}
-    torch.save({"state": {k: v.half() if v.is_floating_point() else v for k, v in classifier.state_dict().items()},
-                "meta": clf_meta}, PRETRAINED_DIR / "classifier.pt")
+    if not args.measure_only:
+        classifier, clf_meta = load_classifier(device, shipped=False)
+        manifest["classifier"] = {**save_classifier(classifier, clf_meta), "file": "classifier.pt",
+                                  "code_version": code_version()}
+        epochs = args.steps * args.batch_size / 60_000
+        profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, epochs,
+                          args.batch_size, 2e-3, args.eval_n, 20, 64, 500, False, 0)
+        for kind in args.kinds:
+            ckpt = course_model(kind, profile, device, retrain=True)
+            meta = ckpt.meta
+            save_checkpoint(PRETRAINED_DIR / f"{kind}.pt", ckpt.model.half(), None, ckpt.schedule, meta)
+            manifest[kind] = {"file": f"{kind}.pt", "recipe": meta["recipe"], "schedule": ckpt.schedule.config(),
+                              "steps": meta["steps"], "epochs": epochs, "device": describe_device(device),
+                              "train_seconds": meta["seconds"], "images_per_second": meta["images_per_second"],
+                              "code_version": code_version()}
+            MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    classifier, clf_meta = load_classifier(device, verbose=False)
+    if args.measure_only:  # the accuracy of the shipped (fp16) classifier, measured again
+        manifest["classifier"].update(save_classifier(classifier, clf_meta))
+        classifier, _ = load_classifier(device, verbose=False)
     for kind in args.kinds:
         start = time.perf_counter()
-        ckpt = course_model(kind, profile, device, retrain=True)
-        meta = dict(ckpt.meta)
-        meta["metrics"] = measure(ckpt, classifier, args.eval_n)
-        print(kind, meta["metrics"], f"({time.perf_counter() - start:.0f} s)", flush=True)
-        half = ckpt.model.half()
-        save_checkpoint(PRETRAINED_DIR / f"{kind}.pt", half, None, ckpt.schedule, meta)
-        manifest[kind] = {"file": f"{kind}.pt", "recipe": meta["recipe"], "schedule": ckpt.schedule.config(),
-                          "steps": meta["steps"], "epochs": epochs, "device": describe_device(device),
-                          "train_seconds": meta["seconds"], "images_per_second": meta["images_per_second"],
-                          "code_version": code_version(), "metrics": meta["metrics"]}
+        manifest[kind]["metrics"] = measure_shipped(kind, classifier, args.eval_n, device)
+        manifest[kind]["metrics_measured_on"] = f"the shipped fp16 weights, {describe_device(device)}"
+        print(kind, manifest[kind]["metrics"], f"({time.perf_counter() - start:.0f} s)", flush=True)
         MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
-    load_checkpoint(PRETRAINED_DIR / f"{args.kinds[-1]}.pt")  # sanity: the files load
 
 
 if __name__ == "__main__":

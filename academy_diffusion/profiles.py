@@ -1,9 +1,11 @@
 """Run profiles: how big a run the lessons do, chosen by one environment variable.
 
-``ACADEMY_PROFILE=full`` trains at full size (what a GPU runs: 20 epochs on all 60,000
-images); ``ACADEMY_PROFILE=quick`` is bounded for a laptop CPU and for CI, still real
-(real data, real training, real metrics), only smaller. Unset: ``full`` on a CUDA GPU,
-``quick`` elsewhere. Profiles change sizes and counts, never code paths.
+``ACADEMY_PROFILE=full`` trains every model from scratch at full size (what a GPU runs: 20
+epochs on all 60,000 images). ``ACADEMY_PROFILE=quick`` is bounded for a laptop CPU and for CI:
+it loads the course's shipped checkpoints (``academy_diffusion/pretrained/``, trained by
+``python -m academy_diffusion.pretrain``), still runs a short real training demonstration, and
+draws fewer samples. Unset: ``full`` on a CUDA GPU, ``quick`` elsewhere. Both profiles run the
+same functions; they differ in sizes and counts, and in whether models are trained or loaded.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ class Profile:
     ddim_steps: int  # the "fast" sampler's step count (DDIM-20)
     compare_samples: int  # images in lesson 3's same-seed DDPM/DDIM comparison
     sweep_samples: int  # samples per guidance scale w in lessons 4 and 5
+    pretrained: bool  # load the shipped checkpoints instead of training
+    demo_steps: int  # length of lesson 1's training demonstration when pretrained (0: none)
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
 PROFILES = {
-    "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000),
-    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500),
+    "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000, False, 0),
+    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, True, 300),
 }
 
 

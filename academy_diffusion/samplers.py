@@ -40,11 +40,14 @@ class SampleResult:
     images: ``[n, C, H, W]`` in (roughly) [-1, 1], on the CPU.
     trajectory: page level k -> ``[n, C, H, W]`` state x_k at that level (CPU), for the
         levels asked for with ``capture``.
+    predicted_x0: page level k -> the network's estimate of the clean image x̂0 made in the
+        step that produced x_k (same levels as ``trajectory``; k = T has none).
     seconds: wall-clock time of the sampling loop.
     """
 
     images: torch.Tensor
     trajectory: dict = field(default_factory=dict)
+    predicted_x0: dict = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -206,7 +209,7 @@ def sample(
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     model.eval()
 
-    chunks, trajectory = [], {}
+    chunks, trajectory, estimates = [], {}, {}
     synchronize(device)
     start = time.perf_counter()
     bar = tqdm(total=len(timesteps) * -(-n // batch_size), desc=f"{sampler} sampling", disable=not progress,
@@ -215,24 +218,32 @@ def sample(
         x = x_T[lo : lo + batch_size].to(device)
         y = None if labels is None else labels[lo : lo + batch_size].to(device)
         states = {T: x.cpu()} if T in wanted else {}
+        x0_hats = {}
         todo = sorted(wanted - {T}, reverse=True)
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             with autocast(device):
                 eps = predict_noise(model, x, torch.full((len(x),), t, device=device), y, w)
             noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or eta > 0) else None
+            x_prev_input = x
             if sampler == "ddpm":
                 x = ddpm_step(schedule, x, t, eps, noise, variance, clip_x0)
             else:
                 x = ddim_step(schedule, x, t, t_prev, eps, eta, noise, clip_x0)
             level = t_prev + 1
-            while todo and todo[0] >= level:  # record every requested level this step reached
-                states[todo.pop(0)] = x.float().cpu()
+            if todo and todo[0] >= level:  # record every requested level this step reached
+                x0_hat = predict_x0(schedule, x_prev_input, t, eps, clip_x0).float().cpu()
+            while todo and todo[0] >= level:
+                k = todo.pop(0)
+                states[k], x0_hats[k] = x.float().cpu(), x0_hat
             bar.update(1)
         chunks.append(x.float().cpu())
         for k, v in states.items():
             trajectory.setdefault(k, []).append(v)
+        for k, v in x0_hats.items():
+            estimates.setdefault(k, []).append(v)
     bar.close()
     synchronize(device)
     seconds = time.perf_counter() - start
-    return SampleResult(torch.cat(chunks), {k: torch.cat(v) for k, v in sorted(trajectory.items())}, seconds)
+    cat = lambda d: {k: torch.cat(v) for k, v in sorted(d.items())}
+    return SampleResult(torch.cat(chunks), cat(trajectory), cat(estimates), seconds)

@@ -118,6 +118,8 @@ def test_sample_shapes_capture_and_determinism(tiny_model):
     assert sorted(a.trajectory) == [0, 25, 50]
     torch.testing.assert_close(a.trajectory[50], initial_noise(5, 3))
     torch.testing.assert_close(a.trajectory[0], a.images)
+    assert sorted(a.predicted_x0) == [0, 25] and a.predicted_x0[25].abs().max() <= 1.0
+    torch.testing.assert_close(a.predicted_x0[0], a.images, rtol=1e-4, atol=1e-4)  # the last step lands on x̂0
     full = sample(tiny_model, s, 2, sampler="ddpm", seed=1, capture="all", progress=False)
     assert sorted(full.trajectory) == list(range(51))
     again = sample(tiny_model, s, 2, sampler="ddpm", seed=1, progress=False)

@@ -1,0 +1,167 @@
+"""Benchmark the course on the current device: ``python -m academy_diffusion.bench``.
+
+Measures, in one run, and prints a table plus JSON:
+
+* training throughput (images/s) of lesson 1's model and the projected 20-epoch time (60,000
+  images an epoch), for the package's loop (data on the device, bf16 where supported, no host
+  sync per step) and for a naive textbook loop on the same model (a torchvision DataLoader over
+  the MNIST dataset with ToTensor/Normalize, ``.item()`` every step, fp32);
+* sampling throughput for DDPM-1000 and DDIM-20, with and without guidance, projected to
+  10,000 images;
+* peak memory (GPU memory on CUDA, the process's peak resident memory elsewhere).
+
+``--short`` (what CI runs) uses few steps and small batches so that it finishes in about a
+minute on a CPU; the projections say so. Timings are wall-clock after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .data import load_mnist, mnist_root
+from .device import describe_device, get_device, synchronize
+from .models import UNet, count_parameters
+from .profiles import get_profile
+from .samplers import sample
+from .schedules import make_schedule
+from .training import train
+
+EPOCH = 60_000
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_package_training(model_fn, images, schedule, steps: int, batch_size: int) -> float:
+    """Images per second of :func:`academy_diffusion.training.train` (after a short warm-up)."""
+    train(model_fn(), images, schedule, steps=min(5, steps), batch_size=batch_size, progress=False)
+    result = train(model_fn(), images, schedule, steps=steps, batch_size=batch_size, progress=False)
+    return result.images_per_second
+
+
+def bench_naive_training(model_fn, device, schedule, steps: int, batch_size: int) -> float:
+    """Images per second of the textbook loop: DataLoader, fp32, ``.item()`` every step."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    loader = DataLoader(datasets.MNIST(str(mnist_root()), train=True, transform=tf), batch_size=batch_size,
+                        shuffle=True, drop_last=True)
+    model = model_fn()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses, seen, start = [], 0, None
+    for i, (x, _) in enumerate(loader):
+        if i == 3:  # warm-up done
+            synchronize(device)
+            start, seen = time.perf_counter(), 0
+        if i == steps + 3:
+            break
+        x = x.to(device)
+        t = torch.randint(0, schedule.T, (len(x),), device=device)
+        noise = torch.randn_like(x)
+        loss = F.mse_loss(model(schedule.q_sample(x, t, noise), t), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        seen += len(x)
+    synchronize(device)
+    return seen / (time.perf_counter() - start)
+
+
+def bench_sampling(model, schedule, sampler: str, steps: int, n: int, guided: bool) -> float:
+    """Images per second of :func:`academy_diffusion.samplers.sample` for ``n`` images."""
+    labels = torch.arange(n) % 10 if guided else None
+    w = 3.0 if guided else None
+    kw = dict(sampler=sampler, steps=steps if sampler == "ddim" else None, labels=labels, w=w, progress=False)
+    warm = dict(kw, sampler="ddim", steps=2, labels=None if labels is None else labels[:8])
+    sample(model, schedule, min(n, 8), **warm)  # warm-up
+    out = sample(model, schedule, n, **kw)
+    return n / out.seconds
+
+
+def peak_memory_mb(device) -> float:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run(short: bool = False, profile_name: str | None = None) -> dict:
+    device = get_device()
+    profile = get_profile(profile_name)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    steps, batch = (20, 64) if short else (200, profile.batch_size)
+    n_sample = 64 if short else 10_000
+    images, _ = load_mnist("train", device=device)
+    schedule = make_schedule("linear", 1000, device)
+
+    def model_fn(num_classes=None):
+        torch.manual_seed(0)
+        return UNet(channels=profile.channels, num_classes=num_classes).to(device)
+
+    res = {"device": describe_device(device), "profile": profile.name, "channels": list(profile.channels),
+           "parameters": count_parameters(model_fn()), "short": short, "train_steps_timed": steps,
+           "batch_size": batch}
+    res["train_images_per_second_package"] = bench_package_training(model_fn, images, schedule, steps, batch)
+    res["train_images_per_second_naive"] = bench_naive_training(model_fn, device, schedule, steps, batch)
+    res["train_speedup_vs_naive"] = res["train_images_per_second_package"] / res["train_images_per_second_naive"]
+    for name in ("package", "naive"):
+        res[f"projected_20_epochs_seconds_{name}"] = 20 * EPOCH / res[f"train_images_per_second_{name}"]
+
+    uncond, cond = model_fn().eval(), model_fn(num_classes=10).eval()
+    res["sample_n_timed"] = n_sample
+    for sampler, k in (("ddim", 20), ("ddpm", 1000)):
+        for guided, model in ((False, uncond), (True, cond)):
+            key = f"{sampler}{k}{'_guided' if guided else ''}"
+            n = n_sample if sampler == "ddim" or not short else 4
+            ips = bench_sampling(model, schedule, sampler, k, n, guided)
+            res[f"sample_images_per_second_{key}"] = ips
+            res[f"projected_seconds_10000_{key}"] = 10_000 / ips
+    res["peak_memory_mb"] = peak_memory_mb(device)
+    return res
+
+
+def format_table(res: dict) -> str:
+    rows = [("device", res["device"]), ("model", f"U-Net {res['channels']}, {res['parameters']:,} parameters")]
+    rows += [("training, package loop", f"{res['train_images_per_second_package']:,.0f} img/s, "
+              f"20 epochs in {res['projected_20_epochs_seconds_package']:,.0f} s (projected)"),
+             ("training, naive loop", f"{res['train_images_per_second_naive']:,.0f} img/s, "
+              f"20 epochs in {res['projected_20_epochs_seconds_naive']:,.0f} s (projected)"),
+             ("speed-up package / naive", f"{res['train_speedup_vs_naive']:.2f}x")]
+    for key in ("ddim20", "ddim20_guided", "ddpm1000", "ddpm1000_guided"):
+        rows.append((f"sampling {key}", f"{res[f'sample_images_per_second_{key}']:,.1f} img/s, 10,000 images in "
+                     f"{res[f'projected_seconds_10000_{key}']:,.1f} s"))
+    rows.append(("peak memory", f"{res['peak_memory_mb']:,.0f} MB"))
+    width = max(len(r[0]) for r in rows)
+    note = " (short run: few steps, projected)" if res["short"] else ""
+    return "\n".join([f"benchmark{note}"] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="a quick run (CI): few steps, projected")
+    parser.add_argument("--profile", help="run profile whose model size to use (default: ACADEMY_PROFILE)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    res = run(args.short, args.profile)
+    print(format_table(res))
+    print(json.dumps(res, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

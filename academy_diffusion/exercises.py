@@ -1,0 +1,94 @@
+"""Generate the exercise and solution notebooks from one source each.
+
+``python -m academy_diffusion.exercises`` (what ``make exercises`` calls) reads every
+``solutions/source/NN_*.py`` (jupytext percent format) and writes
+
+* ``solutions/NN_*.ipynb``: the source with the solution markers removed;
+* ``exercises/NN_*.ipynb``: each block between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+  replaced by a stub that raises NotImplementedError, and each cell tagged ``needs-solution``
+  (the checks and runs that call the student's code) tagged ``raises-exception`` instead, so
+  that nbval accepts the NotImplementedError there and nowhere else.
+
+``--check`` writes nothing and exits 1 if a committed notebook differs from what it would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_DIR = ROOT / "solutions" / "source"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = 'raise NotImplementedError("your code here: replace this line")'
+_BLOCK = re.compile(rf"^([ \t]*){re.escape(BEGIN)}\n.*?^[ \t]*{re.escape(END)}[ \t]*$", re.M | re.S)
+
+
+def exercise_text(source: str) -> str:
+    """``source`` with every solution block replaced by a NotImplementedError stub (same indent)."""
+    return _BLOCK.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}{STUB}", source)
+
+
+def solution_text(source: str) -> str:
+    """``source`` with the marker lines removed and the solution kept."""
+    return "\n".join(line for line in source.split("\n") if line.strip() not in (BEGIN, END))
+
+
+def build(source_path: Path):
+    """Return ``(exercise, solution)`` notebooks (nbformat) for one source file."""
+    import jupytext
+
+    nb = jupytext.read(source_path)
+    nb.metadata.pop("jupytext", None)
+    versions = []
+    for kind in ("exercise", "solution"):
+        out = copy.deepcopy(nb)
+        for i, cell in enumerate(out.cells):
+            cell["id"] = f"{source_path.stem[:2]}-{i:02d}"  # stable ids: regeneration is byte-identical
+            tags = list(cell.metadata.get("tags", []))
+            if kind == "exercise":
+                cell.source = exercise_text(cell.source)
+                tags = ["raises-exception" if t == "needs-solution" else t for t in tags]
+            else:
+                cell.source = solution_text(cell.source)
+                tags = [t for t in tags if t != "needs-solution"]
+            if tags:
+                cell.metadata["tags"] = tags
+            else:
+                cell.metadata.pop("tags", None)
+        versions.append(out)
+    return versions[0], versions[1]
+
+
+def targets(source_path: Path) -> tuple[Path, Path]:
+    name = source_path.with_suffix(".ipynb").name
+    return ROOT / "exercises" / name, ROOT / "solutions" / name
+
+
+def main(argv=None) -> int:
+    import nbformat
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare with the committed notebooks")
+    args = parser.parse_args(argv)
+    stale = []
+    for source in sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py")):
+        for nb, path in zip(build(source), targets(source), strict=True):
+            text = nbformat.writes(nb) + "\n"
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(path.relative_to(ROOT))
+            else:
+                path.write_text(text)
+                print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("out of date (run `make exercises`): " + ", ".join(map(str, stale)))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 6 · The dead timestep embedding
+#
+# The same network ε_θ(x_t, t) serves all 1,000 noise levels, so it has to be *told* t: the
+# timestep goes through sinusoidal features and an MLP, and the result is added inside every
+# block. If that embedding is dead (it returns the same vector, here zeros, for every t), the
+# network must guess the noise level from the image alone. It still learns something, and its
+# loss still falls, which is what makes this bug silent.
+#
+# In this lesson:
+# 1. a model with the embedding switched off, trained exactly like lesson 1's;
+# 2. both loss curves: both fall;
+# 3. samples and FID: the dead one degrades;
+# 4. the health check that exposes it in one number.
+
+# %% tags=["setup"]
+# Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import os
+import subprocess
+import sys
+REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+if os.path.isdir("../academy_diffusion"):
+    sys.path.insert(0, os.path.abspath(".."))
+try:
+    import academy_diffusion
+except ImportError:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+from academy_diffusion.course import setup_lesson
+ctx = setup_lesson("06")
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from academy_diffusion.classifier import load_classifier
+from academy_diffusion.course import course_model
+from academy_diffusion.data import load_mnist
+from academy_diffusion.metrics import fid, timestep_sensitivity
+from academy_diffusion.models import TimestepEmbedding
+from academy_diffusion.plotting import plot_losses, show_rows
+from academy_diffusion.reporting import report, save_figure
+from academy_diffusion.samplers import initial_noise, sample
+
+# %% [markdown]
+# ## 1. The switch
+#
+# `UNet(dead_time_embedding=True)` makes `TimestepEmbedding` return zeros whatever t is: the
+# "return zeros" of the page's exercise. Everything else about the model and its training is
+# identical to lesson 1's linear model.
+
+# %%
+emb = TimestepEmbedding(128, 128, dead=True)
+t = torch.tensor([0, 250, 999])
+print("dead embedding at t = 0, 250, 999 -> all zeros:", bool((emb(t) == 0).all()))
+
+healthy = course_model("linear", ctx.profile, ctx.device)
+dead = course_model("dead", ctx.profile, ctx.device)
+
+# %% [markdown]
+# ## 2. Both losses fall
+
+# %%
+fig = plot_losses({"healthy": healthy.meta["losses"], "dead embedding": dead.meta["losses"]})
+fig.axes[0].set_title("Same data, same steps, same seed")
+save_figure(fig, "06_loss_curves")
+plt.show()
+h_loss, d_loss = torch.tensor(healthy.meta["losses"]), torch.tensor(dead.meta["losses"])
+report("06_dead_timestep_embedding", loss_first_20_dead=d_loss[:20].mean().item(),
+       loss_last_200_dead=d_loss[-200:].mean().item(), loss_last_200_healthy=h_loss[-200:].mean().item())
+
+# %% [markdown]
+# The dead model's loss falls almost as far as the healthy one's. Predicting the noise without
+# knowing t is not hopeless: the amount of noise in x_t is visible in x_t itself, so the network
+# learns to estimate it. The gap between the two curves is small enough to dismiss as a
+# "slightly worse" run. Samples are a different story.
+#
+# ## 3. Samples and FID
+#
+# Same sampler and same starting noise for both. FID at the profile's n, with the real-vs-real
+# baseline at the same n.
+
+# %%
+n = ctx.profile.fid_samples
+x_T = initial_noise(n, seed=0)
+imgs = {name: sample(ck.model, ck.schedule, n, sampler="ddim", steps=ctx.profile.ddim_steps, x_T=x_T).images
+        for name, ck in (("healthy", healthy), ("dead", dead))}
+fig = show_rows({name: x[:12] for name, x in imgs.items()}, title="Same x_T per column, DDIM-20")
+save_figure(fig, "06_samples")
+plt.show()
+ddpm = {name: sample(ck.model, ck.schedule, 12, sampler="ddpm", x_T=x_T[:12], progress=False).images
+        for name, ck in (("healthy", healthy), ("dead", dead))}
+fig = show_rows(ddpm, title="The same, with DDPM-1000")
+plt.show()
+
+classifier, _ = load_classifier(ctx.device)
+fids = {name: fid(x, classifier) for name, x in imgs.items()}
+for name, f in fids.items():
+    print(f"{name:>8}: {f}")
+report("06_dead_timestep_embedding", n=n, fid_healthy=fids["healthy"].value, fid_dead=fids["dead"].value,
+       fid_real_vs_real_same_n=fids["healthy"].baseline)
+
+# %% [markdown]
+# ## 4. The health check
+#
+# `timestep_sensitivity` feeds the *same* noisy images to the model at t = 0, 250, 500, 750, 999
+# and measures which share of its output changes with t. A healthy model must answer differently
+# (at t = 999 almost all of x_t is noise, at t = 0 almost none), so the share is large; a dead
+# embedding gives exactly zero. It costs five forward passes: run it whenever a diffusion model
+# trains slowly or samples badly.
+
+# %%
+images, _ = load_mnist("test", subset=100)
+probe = healthy.schedule.q_sample(images, torch.full((100,), 500), torch.randn_like(images))
+health = {name: timestep_sensitivity(ck.model, probe) for name, ck in (("healthy", healthy), ("dead", dead))}
+for name, v in health.items():
+    print(f"{name:>8}: share of the output that depends on t = {v:.4f}")
+report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"], sensitivity_dead=health["dead"])
+
+# %% [markdown]
+# ## 5. Check the claims on numbers
+#
+# * The dead model's loss fell: its last 200 steps average under half its first 20 (it starts
+#   near 1), like a healthy model's.
+# * Its samples are worse: its FID is higher than the healthy model's at the same n and w
+#   (unguided), by more than the real-vs-real baseline (the size of FID's own noise at this n).
+# * The health check reads (numerically) zero for the dead embedding, and over 0.05 for the
+#   healthy one.
+
+# %%
+assert d_loss[-200:].mean() < 0.5 * d_loss[:20].mean()
+assert fids["dead"].value > fids["healthy"].value + fids["healthy"].baseline, fids
+assert health["dead"] < 1e-8 and health["healthy"] > 0.05, health
+
+# %% [markdown]
+# **Takeaways.** A falling loss does not prove the network uses t. When training converges
+# slowly or samples smear, check the timestep embedding first: it is the one input that tells a
+# single network which of its 1,000 jobs to do.

@@ -1,0 +1,74 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise 2 · The cosine schedule
+#
+# Goes with lesson 2. Write `cosine_betas(T, s=0.008, max_beta=0.999)`, Nichol & Dhariwal's
+# schedule, returning a float64 tensor of shape `[T]`:
+#
+# * ᾱ(u) = cos²((u + s)/(1 + s) · π/2) for u ∈ [0, 1] (so ᾱ(0) = 1 up to the offset);
+# * β_t = 1 − ᾱ((t+1)/T) / ᾱ(t/T) for code index t = 0 … T−1;
+# * each β capped at `max_beta`, so that the last step stays finite.
+#
+# Then `alpha_bars = cumprod(1 − betas)` gives back ᾱ((t+1)/T)/ᾱ(0): the check looks at ᾱ at t = 0
+# first, where an off-by-one shows most clearly.
+
+# %% tags=["setup"]
+# Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import os
+import subprocess
+import sys
+REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+if os.path.isdir("../academy_diffusion"):
+    sys.path.insert(0, os.path.abspath(".."))
+try:
+    import academy_diffusion
+except ImportError:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+from academy_diffusion.course import setup_lesson
+ctx = setup_lesson("exercise 2")
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from academy_diffusion import checks
+from academy_diffusion.schedules import Schedule, make_schedule
+
+# %% tags=["solution"]
+def cosine_betas(T, s=0.008, max_beta=0.999):
+    """Cosine-schedule betas, float64 tensor of shape [T]."""
+    ### BEGIN SOLUTION
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+    ### END SOLUTION
+
+# %% tags=["needs-solution"]
+checks.check_cosine_betas(cosine_betas)
+
+# %% [markdown]
+# ## Your schedule against the linear one
+#
+# `Schedule` turns any betas into everything the package needs (ᾱ, log-SNR, …). How many of the
+# 1,000 steps keep less than 1 % of the signal (ᾱ < 0.01), i.e. are spent on near-pure noise?
+
+# %% tags=["needs-solution"]
+mine = Schedule("cosine (yours)", cosine_betas(1000))
+linear = make_schedule("linear", 1000)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for sched in (linear, mine):
+    ax.plot(range(1, 1001), sched.alpha_bars, label=sched.name)
+    print(f"{sched.name:>15}: {(sched.alpha_bars < 0.01).float().mean():.1%} of the steps keep < 1 % of the signal")
+ax.set(xlabel="level k", ylabel="ᾱ")
+ax.legend()
+plt.show()
+assert (mine.alpha_bars < 0.01).float().mean() < (linear.alpha_bars < 0.01).float().mean()

@@ -1,0 +1,59 @@
+"""The shipped checkpoints load, match their manifest, and still perform as recorded."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from academy_diffusion.classifier import SHIPPED, load_classifier
+from academy_diffusion.course import COURSE_MODELS, PRETRAINED_DIR, pretrained_model
+from academy_diffusion.metrics import class_metrics
+from academy_diffusion.pretrain import MANIFEST, results_table
+from academy_diffusion.samplers import sample
+
+ROOT = Path(__file__).resolve().parents[1]
+MAN = json.loads(MANIFEST.read_text())
+
+
+def test_manifest_lists_every_course_model_and_the_classifier():
+    assert set(COURSE_MODELS) | {"classifier"} <= set(MAN)
+    total = sum(p.stat().st_size for p in PRETRAINED_DIR.glob("*.pt"))
+    assert total < 8 * 2**20, f"shipped checkpoints should stay small, they are {total / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize("kind", list(COURSE_MODELS))
+def test_checkpoint_matches_manifest(kind):
+    entry = MAN[kind]
+    ckpt = pretrained_model(kind, "cpu")
+    assert ckpt.meta["recipe"] == entry["recipe"]
+    assert ckpt.schedule.config() == entry["schedule"]
+    assert ckpt.model.config["channels"] == entry["recipe"]["channels"]
+    assert ckpt.model.config["num_classes"] == COURSE_MODELS[kind]["num_classes"]
+    assert ckpt.model.config["dead_time_embedding"] == COURSE_MODELS[kind]["dead_time_embedding"]
+    assert ckpt.meta["steps"] == entry["steps"] and len(ckpt.meta["losses"]) == entry["steps"]
+
+
+@pytest.mark.slow
+def test_guided_samples_reach_the_recorded_accuracy(needs_mnist):
+    """At n = 200 (20 per digit) the accuracy's standard error is about 0.02; allow 0.06 below."""
+    recorded = MAN["cfg"]["metrics"]["w3"]["accuracy"]
+    ckpt = pretrained_model("cfg", "cpu")
+    clf, _ = load_classifier(verbose=False)
+    labels = torch.arange(10).repeat_interleave(20)
+    images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=20, labels=labels, w=3.0,
+                    seed=1, progress=False).images
+    acc = class_metrics(clf, images, labels)["accuracy"]
+    assert acc >= recorded - 0.06, (acc, recorded)
+
+
+def test_shipped_classifier_matches_manifest(needs_mnist):
+    clf, meta = load_classifier(verbose=False)
+    assert SHIPPED.exists() and meta["test_accuracy"] == MAN["classifier"]["test_accuracy"] >= 0.99
+
+
+def test_readme_results_table_is_the_manifest():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- results:start -->\n(.*?)\n<!-- results:end -->", readme, re.S)
+    assert block and block.group(1) == results_table(MAN), "regenerate: python -m academy_diffusion.pretrain --table"
