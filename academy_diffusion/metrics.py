@@ -9,6 +9,7 @@ so a number without its n and its baseline has no scale.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,27 +90,31 @@ class FID:
         return s
 
 
-_REFERENCE_CACHE: dict = {}
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # classifier -> {key: value}
 
 
 def reference_stats(classifier: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """Feature statistics of the whole MNIST test set (10,000 images), cached per classifier."""
-    key = id(classifier)
-    if key not in _REFERENCE_CACHE:
+    cache = _CACHE.setdefault(classifier, {})
+    if "reference" not in cache:
         images, _ = load_mnist("test")
-        _REFERENCE_CACHE[key] = feature_stats(extract_features(classifier, images))
-    return _REFERENCE_CACHE[key]
+        cache["reference"] = feature_stats(extract_features(classifier, images))
+    return cache["reference"]
 
 
 def real_baseline(classifier: nn.Module, n: int, seed: int = 0) -> float:
-    """Real-vs-real FID: ``n`` MNIST *training* images against the test set.
+    """Real-vs-real FID: ``n`` MNIST *training* images against the test set (cached per n and seed).
 
     Both sides are real digits, so this is the floor a perfect generator would reach at this n:
     it is not 0, because a finite sample's statistics are noisy (the bias FID has at small n).
     """
-    images, _ = load_mnist("train")
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    return frechet_distance(*feature_stats(extract_features(classifier, images[pick])), *reference_stats(classifier))
+    cache = _CACHE.setdefault(classifier, {})
+    if ("baseline", n, seed) not in cache:
+        images, _ = load_mnist("train")
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+        stats = feature_stats(extract_features(classifier, images[pick]))
+        cache["baseline", n, seed] = frechet_distance(*stats, *reference_stats(classifier))
+    return cache["baseline", n, seed]
 
 
 def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, baseline: bool = True,
@@ -127,6 +132,16 @@ def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, ba
                       "only with FIDs (and the real-vs-real baseline) at the same n", stacklevel=2)
     value = frechet_distance(*feature_stats(extract_features(classifier, samples)), *reference_stats(classifier))
     return FID(value, n, w, real_baseline(classifier, n) if baseline else None)
+
+
+def compare_fids(samples: dict, classifier: nn.Module, w: float | None = None) -> dict:
+    """FID of each named sample set (``{"name": images}``), printed one per line with n, w and the
+    real-vs-real baseline at the same n. Returns ``{"name": FID}``."""
+    out = {name: fid(images, classifier, w=w, warn=False) for name, images in samples.items()}
+    width = max(len(name) for name in out)
+    for name, value in out.items():
+        print(f"{name:>{width}}: {value}")
+    return out
 
 
 # --- class metrics -----------------------------------------------------------------------------

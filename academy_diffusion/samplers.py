@@ -122,7 +122,8 @@ def ddpm_step(schedule, x_t, t: int, eps, noise, variance: str = "beta", clip_x0
 def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=None, clip_x0: bool = False):
     """One DDIM step from code index ``t`` to ``t_prev`` (``t_prev = -1`` means the clean image).
 
-    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)          (clamped to [-1, 1] with clip_x0)
+    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)          (clamped to [-1, 1] with clip_x0,
+                                                                  and eps then recomputed from it)
     sigma  = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)
     x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma * noise
 
@@ -131,6 +132,8 @@ def ddim_step(schedule, x_t, t: int, t_prev: int, eps, eta: float = 0.0, noise=N
     abar_t = schedule.alpha_bars[t]
     abar_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones_like(abar_t)
     x0_hat = predict_x0(schedule, x_t, t, eps, clip_x0)
+    if clip_x0:  # keep eps consistent with the clipped x0_hat (as guided-diffusion's DDIM does)
+        eps = (x_t - abar_t.sqrt() * x0_hat) / (1 - abar_t).sqrt()
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
     x_prev = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
     if eta > 0:

@@ -47,7 +47,7 @@ import torch
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
 from academy_diffusion.data import load_mnist
-from academy_diffusion.metrics import fid
+from academy_diffusion.metrics import compare_fids, fid
 from academy_diffusion.plotting import plot_losses, show_rows
 from academy_diffusion.reporting import report, save_figure
 from academy_diffusion.samplers import ScheduleMismatchError, initial_noise, sample
@@ -138,9 +138,7 @@ save_figure(fig, "02_samples_side_by_side")
 plt.show()
 
 classifier, _ = load_classifier(ctx.device)
-fids = {name: fid(s, classifier) for name, s in samples.items()}
-for name, f in fids.items():
-    print(f"{name:>7}: {f}")
+fids = compare_fids(samples, classifier)
 report("02_cosine_schedule", n=n, fid_linear=fids["linear"].value, fid_cosine=fids["cosine"].value,
        fid_real_vs_real_same_n=fids["linear"].baseline)
 
@@ -172,8 +170,8 @@ plt.show()
 #
 # * The linear schedule spends more of its steps near pure noise than the cosine one, and keeps
 #   less signal at T/2 (properties of the schedules: exact, not statistical).
-# * Both models learned: each FID is far below that of the wrong-schedule samples' kind of
-#   failure, here measured as under a third of the FID of pure noise images clipped to [-1, 1].
+# * Both models learned: each FID is under a twentieth of the FID of pure-noise images (clipped
+#   to [-1, 1]) at the same n. A low bar, but one that a broken model or a broken sampler fails.
 #
 # Which schedule gives the better FID at this budget is reported above, not asserted: at 28×28
 # and a short training run the difference is small and can go either way from seed to seed. The
@@ -185,4 +183,4 @@ noise_fid = fid(initial_noise(n, seed=99).clamp(-1, 1), classifier, baseline=Fal
 report("02_cosine_schedule", fid_noise_images=noise_fid)
 assert waste["linear"] > waste["cosine"] and half["linear"] < half["cosine"]
 for name, f in fids.items():
-    assert f.value < noise_fid / 3, (name, f.value, noise_fid)
+    assert f.value < noise_fid / 20, (name, f.value, noise_fid)

@@ -50,6 +50,7 @@ from IPython.display import display
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import P_UNCOND, course_model
+from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import class_metrics, extract_features, within_class_spread
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.reporting import report, save_figure
@@ -112,7 +113,6 @@ n = ctx.profile.sweep_samples
 labels = torch.arange(10).repeat_interleave(n // 10)
 x_T = initial_noise(len(labels), seed=1)
 classifier, _ = load_classifier(ctx.device)
-from academy_diffusion.data import load_mnist
 real_x, real_y = load_mnist("test")
 real_spread = within_class_spread(extract_features(classifier, real_x), real_y)
 results = {}

@@ -48,7 +48,7 @@ import torch
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
 from academy_diffusion.data import load_mnist
-from academy_diffusion.metrics import fid, timestep_sensitivity
+from academy_diffusion.metrics import compare_fids, timestep_sensitivity
 from academy_diffusion.models import TimestepEmbedding
 from academy_diffusion.plotting import plot_losses, show_rows
 from academy_diffusion.reporting import report, save_figure
@@ -106,9 +106,7 @@ fig = show_rows(ddpm, title="The same, with DDPM-1000")
 plt.show()
 
 classifier, _ = load_classifier(ctx.device)
-fids = {name: fid(x, classifier) for name, x in imgs.items()}
-for name, f in fids.items():
-    print(f"{name:>8}: {f}")
+fids = compare_fids(imgs, classifier)
 report("06_dead_timestep_embedding", n=n, fid_healthy=fids["healthy"].value, fid_dead=fids["dead"].value,
        fid_real_vs_real_same_n=fids["healthy"].baseline)
 
