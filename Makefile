@@ -29,7 +29,7 @@ course: setup
 	$(PY) -m academy_diffusion.course
 
 sync: setup  # regenerate each lesson's .ipynb (no outputs) from its jupytext .py source
-	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+	$(PY) -m academy_diffusion.exercises --lessons
 
 exercises: setup  # regenerate exercises/ and solutions/ from solutions/source/
 	$(PY) -m academy_diffusion.exercises

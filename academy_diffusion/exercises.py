@@ -1,4 +1,8 @@
-"""Generate the exercise and solution notebooks from one source each.
+"""Generate the notebooks from their sources: the lessons' ``.ipynb`` and the exercises and solutions.
+
+``python -m academy_diffusion.exercises --lessons`` (what ``make sync`` calls) writes each
+``notebooks/NN_*.ipynb`` from its jupytext source ``notebooks/NN_*.py``, without outputs and with
+stable cell ids (so regenerating changes nothing that did not change).
 
 ``python -m academy_diffusion.exercises`` (what ``make exercises`` calls) reads every
 ``solutions/source/NN_*.py`` (jupytext percent format) and writes
@@ -46,8 +50,8 @@ def build(source_path: Path):
     versions = []
     for kind in ("exercise", "solution"):
         out = copy.deepcopy(nb)
-        for i, cell in enumerate(out.cells):
-            cell["id"] = f"{source_path.stem[:2]}-{i:02d}"  # stable ids: regeneration is byte-identical
+        with_stable_ids(out, source_path.stem[:2])  # regeneration is byte-identical
+        for cell in out.cells:
             tags = list(cell.metadata.get("tags", []))
             if kind == "exercise":
                 cell.source = exercise_text(cell.source)
@@ -63,6 +67,24 @@ def build(source_path: Path):
     return versions[0], versions[1]
 
 
+def with_stable_ids(nb, prefix: str):
+    """Number the cells ``<prefix>-00``, ``<prefix>-01``, ... (nbformat would draw random ids)."""
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{prefix}-{i:02d}"
+    return nb
+
+
+def sync_lessons() -> None:
+    """Write every lesson's ``.ipynb`` from its ``.py`` source (no outputs, stable ids)."""
+    import jupytext
+    import nbformat
+
+    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        nb = with_stable_ids(jupytext.read(source), source.stem[:2])
+        source.with_suffix(".ipynb").write_text(nbformat.writes(nb) + "\n")
+        print(f"wrote {source.with_suffix('.ipynb').relative_to(ROOT)}")
+
+
 def targets(source_path: Path) -> tuple[Path, Path]:
     name = source_path.with_suffix(".ipynb").name
     return ROOT / "exercises" / name, ROOT / "solutions" / name
@@ -73,7 +95,11 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare with the committed notebooks")
+    parser.add_argument("--lessons", action="store_true", help="write the lessons' .ipynb from their .py")
     args = parser.parse_args(argv)
+    if args.lessons:
+        sync_lessons()
+        return 0
     stale = []
     for source in sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py")):
         for nb, path in zip(build(source), targets(source), strict=True):
