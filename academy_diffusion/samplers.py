@@ -206,6 +206,8 @@ def sample(
     timesteps = list(range(T - 1, -1, -1)) if sampler == "ddpm" else ddim_timesteps(T, steps or 50)
     if x_T is None:
         x_T = initial_noise(n, seed, (model.in_channels, 28, 28))
+    if len(x_T) != n:
+        raise ValueError(f"x_T holds {len(x_T)} starting images, but n = {n}")
     if labels is not None and len(labels) != n:
         raise ValueError(f"expected {n} labels, got {len(labels)}")
     wanted = set(range(T + 1)) if capture == "all" else set(capture or ())

@@ -165,5 +165,7 @@ def test_bad_sampler_inputs(tiny_model, tiny_cond_model, linear_schedule):
     with pytest.raises(ValueError, match="labels"):
         sample(tiny_cond_model, linear_schedule, 3, sampler="ddim", steps=2, labels=torch.zeros(2).long(),
                progress=False)
+    with pytest.raises(ValueError, match="starting images"):
+        sample(tiny_model, linear_schedule, 3, sampler="ddim", steps=2, x_T=initial_noise(2, 0), progress=False)
     with pytest.raises(ValueError, match="variance"):
         ddpm_posterior(linear_schedule, torch.zeros(1, 1, 4, 4), 3, torch.zeros(1, 1, 4, 4), "large")
