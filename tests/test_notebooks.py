@@ -2,6 +2,7 @@
 outputs, with one identical setup cell, and each checks its claims with assertions.
 (The lessons themselves run under nbval as part of the same test command.)"""
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -10,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+EXERCISE_SOURCES = sorted((ROOT / "solutions" / "source").glob("[0-9][0-9]_*.py"))
 
 
 def _cells(nb):
@@ -32,13 +34,16 @@ def test_pair_in_sync_and_without_outputs(source):
 
 
 def test_one_setup_cell_everywhere():
+    """A notebook must bootstrap itself before the package can be imported, so the setup cell is the
+    one piece every lesson and exercise repeats; it must be the same everywhere (but for its name)."""
     setups = []
-    for source in LESSONS:
+    for source in LESSONS + EXERCISE_SOURCES:
         nb = jupytext.read(source)
         setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", ())]
         assert len(setup) == 1 and nb.cells.index(setup[0]) == 1, f"{source.name}: the setup cell comes second"
-        setups.append(setup[0].source.replace(f'setup_lesson("{source.name[:2]}")', 'setup_lesson("NN")'))
-    assert len(set(setups)) == 1, "the setup cells must be identical but for the lesson number"
+        text = setup[0].source.split("from academy_diffusion.course import setup_lesson")[0]
+        setups.append(re.sub(r"\s+$", "", text))
+    assert len(set(setups)) == 1, "the setup cells must be identical but for the lesson's name"
     assert "REPO_URL =" in setups[0] and "torch" not in setups[0].split("pip")[1], "never install torch"
 
 
