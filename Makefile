@@ -2,7 +2,7 @@
 # quick when everything is already installed.
 #   make course   run the six lessons headless; executed notebooks and figures go to build/
 #   make test     lint and the whole test suite (unit tests, oracles, lessons under nbval)
-#   make lab      open JupyterLab on notebooks/
+#   make lab      register the course's kernel, start JupyterLab and print the URL of lesson 1
 #   make setup    only create .venv and install the package with its dev extra
 #   make sync     regenerate the lessons' .ipynb files from their .py sources
 #   make exercises regenerate exercises/ and solutions/ from solutions/source/
@@ -21,9 +21,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-lab: setup
-	$(PY) -m ipykernel install --sys-prefix --name academy-diffusion --display-name "academy-diffusion" >/dev/null
-	$(VENV)/bin/jupyter lab notebooks/
+lab: setup  # the browser test starts JupyterLab with the same module
+	$(PY) -m academy_diffusion.lab
 
 course: setup
 	$(PY) -m academy_diffusion.course

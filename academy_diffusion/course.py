@@ -56,8 +56,22 @@ def pretrained_model(kind: str, device) -> Checkpoint | None:
     return ckpt
 
 
+def enable_colab_widgets() -> bool:
+    """On Colab, switch on the widget manager that renders ipywidgets 8 (the lessons' sliders).
+
+    Colab's own manager only renders ipywidgets 7; elsewhere this does nothing. Returns whether it ran.
+    """
+    if "google.colab" not in sys.modules:
+        return False
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+    return True
+
+
 def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
     """Start a lesson: pick the device, read the run profile, seed everything, print all three."""
+    enable_colab_widgets()
     device = get_device()
     profile = get_profile()
     seed_everything(seed)

@@ -13,6 +13,10 @@ stable cell ids (so regenerating changes nothing that did not change).
   (the checks and runs that call the student's code) tagged ``raises-exception`` instead, so
   that nbval accepts the NotImplementedError there and nowhere else.
 
+Both also write the repository's location, configured once in ``pyproject.toml``
+(``[tool.academy-diffusion]``), into every notebook: the "Open in Colab" badge under the title and
+the URL the setup cell installs the package from (see :func:`stamp`).
+
 ``--check`` writes nothing and exits 1 if a committed notebook differs from what it would write.
 """
 
@@ -29,6 +33,36 @@ SOURCE_DIR = ROOT / "solutions" / "source"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("your code here: replace this line")'
 _BLOCK = re.compile(rf"^([ \t]*){re.escape(BEGIN)}\n.*?^[ \t]*{re.escape(END)}[ \t]*$", re.M | re.S)
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+_PACKAGE_URL = re.compile(r'"git\+https://[^"]*"')
+
+
+def repository() -> dict:
+    """The course's GitHub location from ``pyproject.toml``: ``{"github": "owner/name", "branch": ...}``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["academy-diffusion"]
+
+
+def colab_badge(notebook: str) -> str:
+    """The "Open in Colab" badge (markdown) of ``notebook``, a path relative to the repository root."""
+    repo = repository()
+    return ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{repo['github']}/blob/{repo['branch']}/{notebook})")
+
+
+def package_url() -> str:
+    """What a setup cell installs where the package is missing (Colab): ``git+https://github.com/...@branch``."""
+    repo = repository()
+    return f"git+https://github.com/{repo['github']}@{repo['branch']}"
+
+
+def stamp(text: str, notebook: str) -> str:
+    """``text`` with every Colab badge pointing at ``notebook`` and every ``"git+https://..."`` install
+    URL set to :func:`package_url`: how the configured repository gets into the notebooks."""
+    return _PACKAGE_URL.sub(f'"{package_url()}"', _BADGE.sub(lambda m: colab_badge(notebook), text))
 
 
 def exercise_text(source: str) -> str:
@@ -48,10 +82,11 @@ def build(source_path: Path):
     nb = jupytext.read(source_path)
     nb.metadata.pop("jupytext", None)
     versions = []
-    for kind in ("exercise", "solution"):
+    for kind, target in zip(("exercise", "solution"), targets(source_path), strict=True):
         out = copy.deepcopy(nb)
         with_stable_ids(out, source_path.stem[:2])  # regeneration is byte-identical
         for cell in out.cells:
+            cell.source = stamp(cell.source, target.relative_to(ROOT).as_posix())
             tags = list(cell.metadata.get("tags", []))
             if kind == "exercise":
                 cell.source = exercise_text(cell.source)
@@ -74,12 +109,25 @@ def with_stable_ids(nb, prefix: str):
     return nb
 
 
+def stamp_sources(sources, notebook_of) -> None:
+    """Rewrite each ``.py`` source in place with :func:`stamp` (``notebook_of(source)``: its notebook)."""
+    for source in sources:
+        text = source.read_text()
+        stamped = stamp(text, notebook_of(source).relative_to(ROOT).as_posix())
+        if stamped != text:
+            source.write_text(stamped)
+            print(f"updated the repository location in {source.relative_to(ROOT)}")
+
+
 def sync_lessons() -> None:
-    """Write every lesson's ``.ipynb`` from its ``.py`` source (no outputs, stable ids)."""
+    """Write every lesson's ``.ipynb`` from its ``.py`` source (no outputs, stable ids), after
+    stamping the configured repository into the source."""
     import jupytext
     import nbformat
 
-    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+    sources = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    stamp_sources(sources, lambda source: source.with_suffix(".ipynb"))
+    for source in sources:
         nb = with_stable_ids(jupytext.read(source), source.stem[:2])
         source.with_suffix(".ipynb").write_text(nbformat.writes(nb) + "\n")
         print(f"wrote {source.with_suffix('.ipynb').relative_to(ROOT)}")
@@ -101,7 +149,10 @@ def main(argv=None) -> int:
         sync_lessons()
         return 0
     stale = []
-    for source in sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py")):
+    sources = sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py"))
+    if not args.check:
+        stamp_sources(sources, lambda source: targets(source)[0])
+    for source in sources:
         for nb, path in zip(build(source), targets(source), strict=True):
             text = nbformat.writes(nb) + "\n"
             if args.check:

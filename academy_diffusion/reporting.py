@@ -19,8 +19,10 @@ def _build_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def report(lesson: str, **numbers) -> dict:
-    """Print ``numbers`` (name -> value) and, under the runner, add them to the lesson's results file."""
+def report(lesson: str, **numbers) -> None:
+    """Print ``numbers`` (name -> value) and, under the runner, add them to the lesson's results file.
+
+    Returns nothing, so that a ``report(...)`` at the end of a cell does not echo the numbers twice."""
     for name, value in numbers.items():
         shown = f"{value:.4g}" if isinstance(value, float) else value
         print(f"  {name}: {shown}")
@@ -31,7 +33,6 @@ def report(lesson: str, **numbers) -> dict:
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update({k: (float(v) if hasattr(v, "item") else v) for k, v in numbers.items()})
         path.write_text(json.dumps(old, indent=2))
-    return numbers
 
 
 def save_figure(fig, name: str) -> Path | None:

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 1 · A tiny DDPM on MNIST
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/01_tiny_ddpm.ipynb)
+#
 # A diffusion model learns to generate images by learning to **undo noise**. We take a clean
 # digit, bury it under Gaussian noise a little at a time until nothing is left, and train a
 # network to predict the noise that was added. Generating is then running the process
@@ -27,16 +29,18 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import importlib
 import os
 import subprocess
 import sys
-REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
 except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("01")
 

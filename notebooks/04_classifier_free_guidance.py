@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 4 · Classifier-free guidance
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/04_classifier_free_guidance.ipynb)
+#
 # To ask for a particular digit, give the network the label: ε_θ(x_t, t, y). Classifier-free
 # guidance (CFG, Ho & Salimans) trains **one** network to be both conditional and unconditional,
 # by replacing the label with a "no class" token 10 % of the time. At sampling time it
@@ -30,16 +32,18 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import importlib
 import os
 import subprocess
 import sys
-REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
 except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("04")
 

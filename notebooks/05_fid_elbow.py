@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 5 · FID against w: find the elbow
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/05_fid_elbow.ipynb)
+#
 # FID (Fréchet Inception Distance) fits a Gaussian to the features of real images and one to the
 # features of generated images, and measures the distance between the two Gaussians:
 #
@@ -31,16 +33,18 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import importlib
 import os
 import subprocess
 import sys
-REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
 except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("05")
 

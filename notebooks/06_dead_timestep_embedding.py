@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 6 · The dead timestep embedding
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/06_dead_timestep_embedding.ipynb)
+#
 # The same network ε_θ(x_t, t) serves all 1,000 noise levels, so it has to be *told* t: the
 # timestep goes through sinusoidal features and an MLP, and the result is added inside every
 # block. If that embedding is dead (it returns the same vector, here zeros, for every t), the
@@ -28,16 +30,18 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import importlib
 import os
 import subprocess
 import sys
-REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
 except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("06")
 

@@ -44,7 +44,8 @@ def test_one_setup_cell_everywhere():
         text = setup[0].source.split("from academy_diffusion.course import setup_lesson")[0]
         setups.append(re.sub(r"\s+$", "", text))
     assert len(set(setups)) == 1, "the setup cells must be identical but for the lesson's name"
-    assert "REPO_URL =" in setups[0] and "torch" not in setups[0].split("pip")[1], "never install torch"
+    install = setups[0].split('"pip"')[1]
+    assert "PACKAGE" in install and "torch" not in install, "install the package (never torch)"
 
 
 @pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)

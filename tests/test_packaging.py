@@ -52,3 +52,18 @@ def test_package_imports_without_side_effects():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
+
+
+def test_runtime_dependencies_leave_colabs_jupyter_alone():
+    """The setup cell installs the package's runtime dependencies on Colab: no Jupyter server there."""
+    deps = " ".join(_pyproject()["project"]["dependencies"])
+    assert "jupyterlab" not in deps and "notebook" not in deps and "ipykernel" not in deps
+    assert "jupyterlab" in " ".join(_pyproject()["project"]["optional-dependencies"]["lab"])
+
+
+def test_ci_installs_the_system_packages_it_lists():
+    listed = [line for line in (ROOT / ".ci" / "system-packages.txt").read_text().split("\n")
+              if line.strip() and not line.startswith("#")]
+    assert "chromium" in listed
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ".ci/system-packages.txt" in ci and "apt-get install" in ci and "ACADEMY_BROWSER_TEST=required" in ci

@@ -9,6 +9,8 @@
 # %% [markdown]
 # # Exercise 3 · DDIM
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/exercises/03_ddim.ipynb)
+#
 # Goes with lesson 3. Write one DDIM step, then a DDIM sampling loop.
 #
 # **`ddim_step(x_t, eps, abar_t, abar_prev, eta, noise)`** goes from level t to an earlier t_prev:
@@ -26,16 +28,18 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import importlib
 import os
 import subprocess
 import sys
-REPO_URL = "https://github.com/academy-diffusion/academy-diffusion"
+PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
 except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get("ACADEMY_PACKAGE", f"git+{REPO_URL}")], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("exercise 3")
 

@@ -1,0 +1,182 @@
+"""Lesson 1 as a student sees it: JupyterLab in headless Chromium, driven by Playwright.
+
+The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.lab`), on the
+repository and a free port, with the lesson on the course's registered kernel. It clicks
+Run > Run All Cells, waits for the lesson to finish in the ``quick`` profile, then drags the
+trajectory slider and checks that the picture on screen changes from noise to digits.
+Screenshots go to ``build/screenshots/`` (the CI artifacts).
+
+Needs Chromium (Debian's ``chromium`` package, which ``.ci/run`` installs) and the ``playwright``
+Python package (the ``dev`` extra; it drives the system Chromium and downloads no browser).
+Without Chromium the test is skipped, unless ``ACADEMY_BROWSER_TEST=required`` (set by
+``.ci/run``) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from academy_diffusion.lab import KERNEL_DISPLAY_NAME, KERNEL_NAME, ROOT, register_kernel, start_lab
+
+LESSON = "notebooks/01_tiny_ddpm.ipynb"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+RUN_TIMEOUT_S = 240  # the whole test must stay under 5 minutes in CI
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic"]
+# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read),
+# never autosave (the committed lesson must not gain outputs), no news prompt over the page.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _chromium() -> str:
+    path = os.environ.get("ACADEMY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        reason = "needs Chromium (apt install chromium) and playwright (the dev extra)"
+        if os.environ.get("ACADEMY_BROWSER_TEST") == "required":
+            pytest.fail(f"ACADEMY_BROWSER_TEST=required, but the browser test {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def _dark_share(png: bytes) -> float:
+    """Share of dark pixels (below 10 % grey) in a screenshot: ≈ 0.8 for MNIST digits, ≈ 0.2 for noise."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32) / 255
+    return float((grey < 0.1).mean())
+
+
+@pytest.fixture
+def lab(tmp_path, needs_mnist):
+    """JupyterLab on the repository, started as ``make lab`` starts it, with test-only settings."""
+    settings = tmp_path / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    register_kernel()
+    log = open(tmp_path / "jupyterlab.log", "w")
+    # the kernel inherits the rest of the environment (ACADEMY_MNIST_DIR, ACADEMY_CACHE_DIR)
+    env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+           "ACADEMY_PROFILE": "quick"}
+    server = start_lab(log=log, env=env)
+    yield server
+    server.stop()
+    log.close()
+
+
+def _wait_until_run(page, n_code_cells: int, deadline: float) -> list[str]:
+    """Wait until every code cell shows an execution count and the kernel is idle; return the prompts."""
+    while time.monotonic() < deadline:
+        prompts = [p.strip() for p in page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        done = len(prompts) == n_code_cells and all(p[1:-2].isdigit() for p in prompts)
+        if done and page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
+            return prompts
+        if page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg").count():
+            break  # a traceback: stop waiting, the assertions below show it
+        time.sleep(1)
+    return prompts
+
+
+def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(lab, tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    lesson = ROOT / LESSON
+    committed = hashlib.sha256(lesson.read_bytes()).hexdigest()
+    code = ["".join(c["source"]) for c in json.loads(lesson.read_text())["cells"] if c["cell_type"] == "code"]
+    n_code_cells, n_figures = len(code), sum(src.count("plt.show()") for src in code)
+    assert KERNEL_NAME in lab.api("kernelspecs")["kernelspecs"], "make lab must register the course's kernel"
+    # open the lesson on the course's kernel, as a student who picked it would
+    lab.api("sessions", {"path": LESSON, "type": "notebook", "name": lesson.name, "kernel": {"name": KERNEL_NAME}})
+    start = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(lab.url(LESSON))
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+            dialogs = page.locator(".jp-Dialog")
+            assert dialogs.count() == 0, f"JupyterLab opened the lesson with a dialog: {dialogs.first.inner_text()}"
+            assert page.get_by_text(KERNEL_DISPLAY_NAME).count(), "the lesson should run on the course's kernel"
+
+            page.get_by_role("menuitem", name="Run").first.click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            prompts = _wait_until_run(page, n_code_cells, start + RUN_TIMEOUT_S)
+            ran_s = time.monotonic() - start
+            page.screenshot(path=SCREENSHOTS / "lesson01_1_after_run_all.png")
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+            assert not tracebacks, tracebacks[0][-2000:]
+            assert len(prompts) == n_code_cells and all(p[1:-2].isdigit() for p in prompts), \
+                f"not every cell ran within {RUN_TIMEOUT_S} s: {prompts}"
+
+            # rendered lesson output: the setup line names the profile, matplotlib figures are on screen
+            setup_output = page.locator(".jp-CodeCell").nth(0).locator(".jp-OutputArea")
+            assert "profile: quick" in setup_output.inner_text()
+            figures = page.locator(".jp-RenderedImage img")
+            assert figures.count() == n_figures, f"expected the lesson's {n_figures} figures, found {figures.count()}"
+            figures.first.scroll_into_view_if_needed()
+            page.screenshot(path=SCREENSHOTS / "lesson01_2_forward_process.png")
+
+            # the trajectory slider: a real widget, rendered by JupyterLab's widget manager
+            widget = page.locator(".jupyter-widgets.widget-vbox").filter(has=page.locator(".widget-slider"))
+            assert widget.count() == 1, "the trajectory slider did not render"
+            caption, image = widget.locator("div.widget-label"), widget.locator("img")  # div: the Label widget
+            widget.scroll_into_view_if_needed()
+            before = {"caption": caption.inner_text(), "src": image.get_attribute("src"), "png": image.screenshot()}
+            widget.screenshot(path=SCREENSHOTS / "lesson01_3_slider_at_noise.png")
+            assert before["caption"] == "x_1000: pure noise"
+
+            handle, track = widget.locator(".noUi-handle"), widget.locator(".noUi-base")
+            box, bar = handle.bounding_box(), track.bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] / 2, y)
+            page.mouse.down()
+            page.mouse.move(bar["x"] + bar["width"] / 2, y, steps=10)  # drag to the middle: k ≈ 500
+            page.mouse.up()
+            page.wait_for_function("([el, old]) => el.innerText !== old",
+                                   arg=[caption.element_handle(), before["caption"]], timeout=10_000)
+            middle = {"caption": caption.inner_text(), "src": image.get_attribute("src")}
+            widget.screenshot(path=SCREENSHOTS / "lesson01_4_slider_half_way.png")
+            k_middle = int(middle["caption"].split(":")[0][2:])
+            assert 250 < k_middle < 750 and middle["caption"].endswith("partly denoised"), middle["caption"]
+            assert middle["src"] != before["src"], "the image did not change when the slider moved"
+
+            handle.focus()
+            page.keyboard.press("End")  # the keyboard works too: to the last state, the finished samples
+            page.wait_for_function("el => el.innerText === 'x_0: finished sample'",
+                                   arg=caption.element_handle(), timeout=10_000)
+            page.wait_for_timeout(500)  # let the new PNG paint
+            after = image.screenshot()
+            widget.screenshot(path=SCREENSHOTS / "lesson01_5_slider_at_samples.png")
+            page.screenshot(path=SCREENSHOTS / "lesson01_6_jupyterlab_window.png")
+            noise_dark, sample_dark = _dark_share(before["png"]), _dark_share(after)
+            print(f"lesson 1 ran in JupyterLab in {ran_s:.0f} s; dark pixels on screen: "
+                  f"noise {noise_dark:.2f}, samples {sample_dark:.2f}; screenshots in {SCREENSHOTS}")
+            # what is on screen went from noise to digits (mostly black background, as MNIST)
+            assert noise_dark < 0.4 and sample_dark > 0.6, (noise_dark, sample_dark)
+        finally:
+            page.screenshot(path=SCREENSHOTS / "lesson01_last_state.png")
+            browser.close()
+    assert hashlib.sha256(lesson.read_bytes()).hexdigest() == committed, "the test must not save the lesson"
+    assert time.monotonic() - start < 300
