@@ -43,7 +43,9 @@ LAB_SETTINGS = {
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def _chromium() -> str:
+@pytest.fixture
+def chromium() -> str:
+    """Path of the Chromium to drive; skips (or, in CI, fails) where there is none."""
     path = os.environ.get("ACADEMY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     try:
         import playwright.sync_api  # noqa: F401
@@ -66,7 +68,7 @@ def _dark_share(png: bytes) -> float:
 
 
 @pytest.fixture
-def lab(tmp_path, needs_mnist):
+def lab(tmp_path, needs_mnist, chromium):
     """JupyterLab on the repository, started as ``make lab`` starts it, with test-only settings."""
     settings = tmp_path / "lab-settings"
     for name, values in LAB_SETTINGS.items():
@@ -96,8 +98,7 @@ def _wait_until_run(page, n_code_cells: int, deadline: float) -> list[str]:
     return prompts
 
 
-def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(lab, tmp_path):
-    chromium = _chromium()
+def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
