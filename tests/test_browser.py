@@ -4,7 +4,8 @@ The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.la
 repository and a free port, with the lesson on the course's registered kernel. It clicks
 Run > Run All Cells, waits for the lesson to finish in the ``quick`` profile, then drags the
 trajectory slider and checks that the picture on screen changes from noise to digits.
-Screenshots go to ``build/screenshots/`` (the CI artifacts).
+Screenshots go to ``build/screenshots/`` (the CI artifacts), with ``lesson01_measured.json``: the
+run time and what the pixels on screen measured.
 
 Needs Chromium (Debian's ``chromium`` package, which ``.ci/run`` installs) and the ``playwright``
 Python package (the ``dev`` extra; it drives the system Chromium and downloads no browser).
@@ -172,8 +173,10 @@ def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
             widget.screenshot(path=SCREENSHOTS / "lesson01_5_slider_at_samples.png")
             page.screenshot(path=SCREENSHOTS / "lesson01_6_jupyterlab_window.png")
             noise_dark, sample_dark = _dark_share(before["png"]), _dark_share(after)
-            print(f"lesson 1 ran in JupyterLab in {ran_s:.0f} s; dark pixels on screen: "
-                  f"noise {noise_dark:.2f}, samples {sample_dark:.2f}; screenshots in {SCREENSHOTS}")
+            measured = {"run_all_seconds": round(ran_s, 1), "slider_half_way": middle["caption"],
+                        "dark_share_on_screen_noise": round(noise_dark, 3),
+                        "dark_share_on_screen_samples": round(sample_dark, 3)}
+            (SCREENSHOTS / "lesson01_measured.json").write_text(json.dumps(measured, indent=2))
             # what is on screen went from noise to digits (mostly black background, as MNIST)
             assert noise_dark < 0.4 and sample_dark > 0.6, (noise_dark, sample_dark)
         finally:
