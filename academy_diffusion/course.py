@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from .checkpoints import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint
 from .data import load_mnist
-from .device import describe_device, get_device, seed_everything
+from .device import describe_device, describe_precision, get_device, seed_everything
 from .models import UNet, count_parameters
 from .profiles import Profile, get_profile
 from .reporting import BUILD_ENV
@@ -118,7 +118,8 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
                    batch_size=profile.batch_size, lr=profile.lr, p_uncond=P_UNCOND, seed=seed, progress=progress)
     print(f"  {result.steps} steps in {result.seconds:.1f} s ({result.images_per_second:,.0f} images/s)")
     meta = {"recipe": recipe, "losses": result.losses.tolist(), "seconds": result.seconds, "steps": result.steps,
-            "images_per_second": result.images_per_second, "device": describe_device(device)}
+            "images_per_second": result.images_per_second, "device": describe_device(device),
+            "precision": describe_precision(device)}
     save_checkpoint(path, model, result.ema, schedule, meta)
     return load_checkpoint(path, device)
 

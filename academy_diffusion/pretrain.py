@@ -10,7 +10,9 @@ for minutes on a CPU; the ``full`` profile trains from scratch.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import subprocess
 import time
 
@@ -19,7 +21,7 @@ import torch
 from .checkpoints import load_checkpoint, save_checkpoint
 from .classifier import load_classifier
 from .course import COURSE_MODELS, PRETRAINED_DIR, course_model
-from .device import describe_device, get_device
+from .device import describe_device, describe_precision, get_device
 from .metrics import class_metrics, fid
 from .profiles import Profile
 from .samplers import sample
@@ -27,32 +29,62 @@ from .samplers import sample
 MANIFEST = PRETRAINED_DIR / "manifest.json"
 
 
-def code_version() -> str:
-    """The git commit of the code that trained (with ``-dirty`` for uncommitted changes)."""
+def code_version(allow_dirty: bool = False) -> str:
+    """The git commit of the code that trains, so that shipped weights can be tied to exact code.
+
+    Refuses uncommitted changes (``git describe`` ending in ``-dirty``) unless ``allow_dirty``.
+    """
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PRETRAINED_DIR.parent,
                              capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        version = out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    if version.endswith("-dirty") and not allow_dirty:
+        raise SystemExit(f"the working tree has uncommitted changes ({version}): commit them first, so that the "
+                         "shipped weights can be tied to exact code, or pass --allow-dirty")
+    return version
 
 
 def read_manifest() -> dict:
     return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 
 
-def measure(ckpt, classifier, n: int, steps: int = 20) -> dict:
-    """FID (and class accuracy for a conditional model at w = 1 and 3) at ``n`` DDIM samples."""
+def update_manifest(key: str, entry: dict) -> dict:
+    """Re-read the manifest, set ``manifest[key] = entry`` and write it atomically.
+
+    Re-reading right before writing lets several pretraining processes (one per model) share it.
+    """
+    manifest = read_manifest()
+    manifest[key] = entry
+    tmp = MANIFEST.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(MANIFEST)
+    return manifest
+
+
+def sha256(path) -> str:
+    """SHA-256 of a file, hex (the manifest records it for each shipped checkpoint)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def measure(ckpt, classifier, n: int, steps: int = 20, ws=(1.0, 2.0, 3.0)) -> dict:
+    """FID at ``n`` DDIM-``steps`` samples from one fixed x_T; for a conditional model, FID and class
+    accuracy at each guidance scale in ``ws`` (n/10 per digit)."""
     out = {}
     if ckpt.model.num_classes is None:
-        images = sample(ckpt.model, ckpt.schedule, n, sampler="ddim", steps=steps, seed=0, progress=False).images
+        images = sample(ckpt.model, ckpt.schedule, n, sampler="ddim", steps=steps, seed=0, progress=True).images
         f = fid(images, classifier, warn=False)
         out.update(fid=f.value, fid_n=n, fid_sampler=f"ddim-{steps}", fid_real_vs_real_same_n=f.baseline)
         return out
     labels = torch.arange(10).repeat_interleave(n // 10)
-    for w in (1.0, 3.0):
+    for w in ws:
         images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=steps, labels=labels, w=w,
-                        seed=0, progress=False).images
+                        seed=0, progress=True).images
         f = fid(images, classifier, w=w, warn=False)
         out[f"w{w:g}"] = {"fid": f.value, "accuracy": class_metrics(classifier, images, labels)["accuracy"],
                           "n": len(labels), "sampler": f"ddim-{steps}", "fid_real_vs_real_same_n": f.baseline}
@@ -74,10 +106,9 @@ def results_table(manifest: dict | None = None) -> str:
         if "fid" in metrics:
             lines.append(f"| `{kind}` | {trained} | {metrics['fid']:.1f} (n={metrics['fid_n']:,}, unguided, "
                          f"{metrics['fid_sampler']}) | {metrics['fid_real_vs_real_same_n']:.1f} | – |")
-        for key in ("w1", "w3"):
-            if key in metrics:
-                r = metrics[key]
-                lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
+        for key in sorted(k for k in metrics if k.startswith("w")):
+            r = metrics[key]
+            lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
                              f"{r['fid_real_vs_real_same_n']:.1f} | {r['accuracy']:.3f} |")
     if "classifier" in m:
         c = m["classifier"]
@@ -113,49 +144,59 @@ def measure_shipped(kind: str, classifier, n: int, device) -> dict:
     return meta["metrics"]
 
 
+def pretrain_one(kind: str, profile: Profile, device, version: str) -> None:
+    """Train course model ``kind`` with ``profile``'s recipe and ship its EMA weights (fp16)."""
+    ckpt = course_model(kind, profile, device, retrain=True)
+    meta = ckpt.meta
+    path = save_checkpoint(PRETRAINED_DIR / f"{kind}.pt", ckpt.model.half(), None, ckpt.schedule, meta)
+    update_manifest(kind, {"file": path.name, "recipe": meta["recipe"], "schedule": ckpt.schedule.config(),
+                           "steps": meta["steps"], "epochs": profile.epochs, "device": describe_device(device),
+                           "precision": meta.get("precision", "fp32"), "train_seconds": meta["seconds"],
+                           "images_per_second": meta["images_per_second"], "code_version": version,
+                           "sha256": sha256(path)})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="only print the README's results table")
     parser.add_argument("--measure-only", action="store_true", help="re-measure the shipped checkpoints")
+    parser.add_argument("--no-measure", action="store_true", help="train and ship, measure later")
+    parser.add_argument("--classifier", action="store_true", help="also retrain the FID classifier (this "
+                        "changes every FID in the course)")
     parser.add_argument("--kinds", nargs="*", default=list(COURSE_MODELS))
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--epochs", type=float, default=20, help="epochs over all 60,000 images (the page's 20)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
-    parser.add_argument("--eval-n", type=int, default=1000)
+    parser.add_argument("--eval-n", type=int, default=10_000)
+    parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
     args = parser.parse_args(argv)
     if args.table:
         print(results_table())
         return
 
+    version = code_version(args.allow_dirty)
     device = get_device(verbose=True)
     PRETRAINED_DIR.mkdir(exist_ok=True)
-    manifest = read_manifest()
-    if not args.measure_only:
+    if args.classifier:
         classifier, clf_meta = load_classifier(device, shipped=False)
-        manifest["classifier"] = {**save_classifier(classifier, clf_meta), "file": "classifier.pt",
-                                  "code_version": code_version()}
-        epochs = args.steps * args.batch_size / 60_000
-        profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, epochs,
+        update_manifest("classifier", {**save_classifier(classifier, clf_meta), "file": "classifier.pt",
+                                       "code_version": version})
+    if not args.measure_only:
+        profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, args.epochs,
                           args.batch_size, 2e-3, args.eval_n, 20, 64, 500, False, 0)
         for kind in args.kinds:
-            ckpt = course_model(kind, profile, device, retrain=True)
-            meta = ckpt.meta
-            save_checkpoint(PRETRAINED_DIR / f"{kind}.pt", ckpt.model.half(), None, ckpt.schedule, meta)
-            manifest[kind] = {"file": f"{kind}.pt", "recipe": meta["recipe"], "schedule": ckpt.schedule.config(),
-                              "steps": meta["steps"], "epochs": epochs, "device": describe_device(device),
-                              "train_seconds": meta["seconds"], "images_per_second": meta["images_per_second"],
-                              "code_version": code_version()}
-            MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
-    classifier, clf_meta = load_classifier(device, verbose=False)
-    if args.measure_only:  # the accuracy of the shipped (fp16) classifier, measured again
-        manifest["classifier"].update(save_classifier(classifier, clf_meta))
-        classifier, _ = load_classifier(device, verbose=False)
+            pretrain_one(kind, profile, device, version)
+    if args.no_measure:
+        return
+    classifier, _ = load_classifier(device, verbose=False)
     for kind in args.kinds:
         start = time.perf_counter()
-        manifest[kind]["metrics"] = measure_shipped(kind, classifier, args.eval_n, device)
-        manifest[kind]["metrics_measured_on"] = f"the shipped fp16 weights, {describe_device(device)}"
-        print(kind, manifest[kind]["metrics"], f"({time.perf_counter() - start:.0f} s)", flush=True)
-        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+        metrics = measure_shipped(kind, classifier, args.eval_n, device)
+        entry = read_manifest()[kind]
+        entry.update(metrics=metrics, metrics_measured_on=f"the shipped fp16 weights, {describe_device(device)}, "
+                     f"{describe_precision(device)}", sha256=sha256(PRETRAINED_DIR / entry["file"]))
+        update_manifest(kind, entry)
+        print(kind, metrics, f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
