@@ -8,18 +8,28 @@ Loading gives back the EMA model with its ``schedule_config`` set, so that
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .data import cache_dir
+from .data import cache_dir, writable_dir
 from .models import build_model
 from .samplers import check_schedule
 from .schedules import Schedule, make_schedule
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"  # the shipped checkpoints and manifest.json
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: empty, truncated, corrupt, or not a checkpoint."""
 
 
 @dataclass
@@ -44,7 +54,7 @@ def save_checkpoint(path, model: nn.Module, ema: nn.Module | None, schedule: Sch
     stored (the shipped checkpoints do this, to stay small).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(path.parent)
     payload = {
         "model_config": model.config,
         "schedule": schedule.config(),
@@ -65,7 +75,7 @@ def save_checkpoint(path, model: nn.Module, ema: nn.Module | None, schedule: Sch
 
 
 def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_schedule_mismatch=False,
-                    weights: str = "ema") -> Checkpoint:
+                    weights: str = "ema", sha256: str | None = None) -> Checkpoint:
     """Load a checkpoint onto ``device``.
 
     Args:
@@ -73,8 +83,11 @@ def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_
             trained with, :class:`~academy_diffusion.samplers.ScheduleMismatchError` is raised
             unless ``allow_schedule_mismatch`` is True.
         weights: ``"ema"`` (default, what to sample with) or ``"raw"`` (the last step's weights).
+        sha256: the file's expected SHA-256 (the shipped checkpoints' is in the manifest).
+    Raises :class:`CheckpointError` naming the path and what to do when the file is empty,
+    truncated, corrupt (or fails its SHA-256), or not one of the course's checkpoints.
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = read_checkpoint_file(path, sha256=sha256)
     if weights not in ("ema", "raw") or (weights == "raw" and "model" not in payload):
         held = [k for k in ("ema", "model") if k in payload]
         raise ValueError(f"{path} has no {weights!r} weights (it holds {held})")
@@ -88,3 +101,56 @@ def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_
     else:
         schedule = make_schedule(trained["name"], trained["T"])
     return Checkpoint(model, schedule.to(device), payload["meta"])
+
+
+def _what_to_do(path: Path) -> str:
+    if path.resolve().parent == PRETRAINED_DIR:
+        return ("It is one of the course's shipped checkpoints: restore it with `git checkout -- "
+                f"academy_diffusion/pretrained/{path.name}` (or reinstall the package), or retrain it with "
+                "`make pretrain`.")
+    return "Delete it and run the lesson again: the model is retrained and cached anew."
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_sha256(name: str) -> str | None:
+    """The SHA-256 that ``pretrained/manifest.json`` records for the shipped file ``name`` (or None)."""
+    manifest = PRETRAINED_DIR / "manifest.json"
+    if not manifest.exists():
+        return None
+    for entry in json.loads(manifest.read_text()).values():
+        if entry.get("file") == name:
+            return entry.get("sha256")
+    return None
+
+
+def read_checkpoint_file(path, sha256: str | None = None, keys=("ema", "model_config", "schedule")) -> dict:
+    """``torch.load`` a checkpoint file safely (weights only), with errors that say what to do.
+
+    Checks the SHA-256 first when one is given, then that the file unpickles and holds ``keys``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy or save. {_what_to_do(path)}")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded in the manifest: the file is corrupt or "
+                              f"was changed. {_what_to_do(path)}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read as a PyTorch checkpoint, it is truncated or corrupt "
+                              f"({type(err).__name__}: {str(err)[:200]}). {_what_to_do(path)}") from err
+    if not isinstance(payload, dict) or any(k not in payload for k in keys):
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path} is a PyTorch file but not one of this course's checkpoints (it holds "
+                              f"{found}, expected {list(keys)}). {_what_to_do(path)}")
+    return payload

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import checkpoint_dir
+from .checkpoints import checkpoint_dir, read_checkpoint_file, shipped_sha256
 from .data import load_mnist
 from .device import autocast
 
@@ -121,7 +121,8 @@ def load_classifier(device="cpu", epochs: float = 3, progress: bool = True, verb
         path = SHIPPED
     model = MNISTClassifier()
     if path.exists():
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_checkpoint_file(path, sha256=shipped_sha256(path.name) if path == SHIPPED else None,
+                                       keys=("state", "meta"))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()})
         meta = payload["meta"]
     else:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .checkpoints import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint
+from .checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint, shipped_sha256
 from .data import load_mnist
 from .device import describe_device, describe_precision, get_device, seed_everything
 from .models import UNet, count_parameters
@@ -29,7 +29,6 @@ from .schedules import make_schedule
 from .training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 # The models the lessons train. Everything else (sizes, epochs) comes from the run profile.
 COURSE_MODELS = {
@@ -46,7 +45,7 @@ def pretrained_model(kind: str, device) -> Checkpoint | None:
     path = PRETRAINED_DIR / f"{kind}.pt"
     if not path.exists():
         return None
-    ckpt = load_checkpoint(path, device)
+    ckpt = load_checkpoint(path, device, sha256=shipped_sha256(path.name))
     recipe = ckpt.meta["recipe"]
     if any(recipe[key] != value for key, value in COURSE_MODELS[kind].items()):
         raise ValueError(f"{path} was trained with {recipe}, which is not the course's '{kind}' model")

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -37,12 +38,37 @@ MNIST_MD5 = {
 
 
 class MNISTNotFoundError(RuntimeError):
-    """Raised when MNIST can be neither found offline nor downloaded."""
+    """Raised when MNIST can be neither found offline nor downloaded, or a copy of it is broken."""
+
+
+WHAT_MNIST_DIR_HOLDS = (
+    f"Set {MNIST_ENV} to a folder holding the four canonical MNIST IDX files train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (plain or .gz, directly in "
+    "that folder or in MNIST/raw/ below it)"
+)
 
 
 def cache_dir() -> Path:
     """The writable folder for decompressed data and cached checkpoints."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "academy-diffusion")
+
+
+def writable_dir(folder: Path) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it.
+
+    Raises :class:`PermissionError` naming ``ACADEMY_CACHE_DIR`` when it cannot be used.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to the cache folder {folder} ({type(err).__name__}: {err.strerror or err}). "
+            f"Point {CACHE_ENV} at a writable folder, e.g. {CACHE_ENV}=/tmp/academy-diffusion"
+        ) from err
+    return folder
 
 
 def _md5(path: Path) -> str:
@@ -62,42 +88,72 @@ def _find_source(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _check_source_folder(source: Path) -> None:
+    """Raise :class:`MNISTNotFoundError` unless ``source`` is a folder this process can list."""
+    if not source.exists():
+        raise MNISTNotFoundError(f"{MNIST_ENV}={source} does not exist. {WHAT_MNIST_DIR_HOLDS}.")
+    if not source.is_dir():
+        raise MNISTNotFoundError(f"{MNIST_ENV}={source} is a file, not a folder. {WHAT_MNIST_DIR_HOLDS}.")
+    try:
+        os.listdir(source)
+    except OSError as err:
+        raise MNISTNotFoundError(f"{MNIST_ENV}={source} cannot be read ({err.strerror or err}): give this user "
+                                 f"read access to it, or copy it somewhere readable. {WHAT_MNIST_DIR_HOLDS}.") from err
+
+
+def _copy_verified(src: Path, target: Path, expected_md5: str) -> None:
+    """Decompress (or copy) ``src`` to ``target``, only if its content has the canonical MD5.
+
+    The bytes go to a temporary file in the target's folder, renamed into place only once
+    verified, so a failure at any point (a corrupt gzip, a truncated file, Ctrl-C) leaves
+    nothing at ``target``.
+    """
+    opener = gzip.open if src.suffix == ".gz" else open
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        try:
+            with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            kind = "gzip file" if src.suffix == ".gz" else "file"
+            raise MNISTNotFoundError(
+                f"{src} is a corrupt or truncated {kind} ({type(err).__name__}: {err}). Replace it with an intact "
+                f"copy of {target.name}{'.gz' if src.suffix == '.gz' else ''} in {MNIST_ENV}={src.parent}. "
+                f"{WHAT_MNIST_DIR_HOLDS}."
+            ) from err
+        actual = _md5(Path(tmp))
+        if actual != expected_md5:
+            raise MNISTNotFoundError(
+                f"{src} decompresses to content with MD5 {actual}, expected {expected_md5}: the file is truncated, "
+                f"corrupt or not the canonical MNIST {target.name}. Replace it. {WHAT_MNIST_DIR_HOLDS}."
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def install_offline_copy(source: Path | str, root: Path | str) -> Path:
     """Decompress and verify the four MNIST files from ``source`` into ``root/MNIST/raw``.
 
     Each file is written to a temporary name, checked against :data:`MNIST_MD5`, and only
     then renamed into place, so a failed or interrupted copy leaves nothing half-written.
     Files already in place with the right checksum are kept. Returns ``root``.
+    Raises :class:`MNISTNotFoundError` naming the file and what to do for a missing folder or
+    file, an unreadable folder, a corrupt or truncated gzip, or the wrong content.
     """
     source, root = Path(source), Path(root)
-    raw = root / "MNIST" / "raw"
+    _check_source_folder(source)
     missing = [name for name in MNIST_MD5 if _find_source(source, name) is None]
     if missing:
-        raise MNISTNotFoundError(
-            f"{MNIST_ENV}={source} does not contain the MNIST IDX files {missing} "
-            "(plain or .gz, directly in that folder or in MNIST/raw/ below it)."
-        )
-    raw.mkdir(parents=True, exist_ok=True)
+        raise MNISTNotFoundError(f"{MNIST_ENV}={source} does not contain the MNIST IDX files {missing}. "
+                                 f"{WHAT_MNIST_DIR_HOLDS}.")
+    raw = writable_dir(root / "MNIST" / "raw")
     for name, expected in MNIST_MD5.items():
         target = raw / name
         if target.is_file() and _md5(target) == expected:
             continue
-        src = _find_source(source, name)
-        opener = gzip.open if src.suffix == ".gz" else open
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.")
-        try:
-            with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            actual = _md5(Path(tmp))
-            if actual != expected:
-                raise MNISTNotFoundError(
-                    f"{src} decompresses to content with MD5 {actual}, expected {expected}: "
-                    "the file is corrupt or not the canonical MNIST."
-                )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        _copy_verified(_find_source(source, name), target, expected)
     return root
 
 
@@ -105,27 +161,31 @@ def install_offline_copy(source: Path | str, root: Path | str) -> Path:
 def mnist_root() -> Path:
     """A folder that torchvision's ``MNIST(root)`` can read without downloading.
 
-    Uses ``ACADEMY_MNIST_DIR`` when set, else a verified copy already in the cache,
-    else torchvision's download. Raises :class:`MNISTNotFoundError` with instructions.
+    Uses ``ACADEMY_MNIST_DIR`` when set, else a verified copy already in the cache, else
+    torchvision's download (into a temporary folder, verified and moved into the cache file by
+    file, so an interrupted download leaves nothing behind). Raises :class:`MNISTNotFoundError`
+    with instructions.
     """
     root = cache_dir() / "data"
     offline = os.environ.get(MNIST_ENV)
     if offline:
         return install_offline_copy(offline, root)
     raw = root / "MNIST" / "raw"
-    if all((raw / name).is_file() for name in MNIST_MD5):
+    if all((raw / name).is_file() for name in MNIST_MD5):  # only verified files are ever moved here
         return root
     from torchvision.datasets import MNIST
 
-    try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception as err:  # no network, blocked mirror, ...
-        raise MNISTNotFoundError(
-            f"Could not download MNIST ({type(err).__name__}: {err}). Offline, set {MNIST_ENV} to a "
-            "folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
-            "and t10k-labels-idx1-ubyte (plain or .gz, directly or in MNIST/raw/)."
-        ) from err
+    writable_dir(root)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        try:
+            for train in (True, False):
+                MNIST(tmp, train=train, download=True)
+        except Exception as err:  # no network, blocked mirror, ...
+            raise MNISTNotFoundError(
+                f"Could not download MNIST ({type(err).__name__}: {err}). Offline: {WHAT_MNIST_DIR_HOLDS}. "
+                f"Online, check the connection and run again."
+            ) from err
+        install_offline_copy(Path(tmp) / "MNIST" / "raw", root)
     return root
 
 

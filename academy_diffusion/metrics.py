@@ -13,7 +13,6 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 
@@ -24,32 +23,40 @@ FID_MIN_RELIABLE_N = 5000
 
 # --- Frechet distance --------------------------------------------------------------------------
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """Frechet distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
-    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^{1/2})
 
     Args: means ``[D]`` and covariances ``[D, D]`` (NumPy or torch; computed in float64).
-    If the matrix square root is not finite (near-singular covariances), ``eps`` is added to
-    both diagonals and it is retried. A tiny imaginary part from round-off is dropped; a large
-    one (the product is far from having a real square root) raises ValueError.
+
+    The trace of the matrix square root is computed without one: with S = sigma1^{1/2}, the
+    product sigma1 sigma2 has the same eigenvalues as the symmetric positive semi-definite
+    S sigma2 S, so Tr((sigma1 sigma2)^{1/2}) = sum_i sqrt(lambda_i(S sigma2 S)). Symmetric
+    eigendecompositions are real by construction, so there is no imaginary part to judge and
+    no ridge to add: the result is right at any scale, and for rank-deficient covariances
+    (fewer samples than dimensions, dead ReLU units) too.
     """
     mu1, mu2 = np.atleast_1d(_np(mu1)), np.atleast_1d(_np(mu2))
     sigma1, sigma2 = np.atleast_2d(_np(sigma1)), np.atleast_2d(_np(sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"shapes do not match: mu {mu1.shape}/{mu2.shape}, sigma {sigma1.shape}/{sigma2.shape}")
     diff = mu1 - mu2
-    with warnings.catch_warnings():  # singular products are expected (dead ReLU units); checked below
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            ridge = np.eye(len(mu1)) * eps
-            covmean = scipy.linalg.sqrtm((sigma1 + ridge) @ (sigma2 + ridge))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary part ({np.abs(covmean.imag).max():.3g})")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance (negative round-off eigenvalues set to 0)."""
+    vals, vecs = np.linalg.eigh((sigma + sigma.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((sigma1 sigma2)^{1/2}) for covariances ``[D, D]``, through S sigma2 S with S = sigma1^{1/2}."""
+    s = _psd_sqrt(sigma1)
+    inner = s @ sigma2 @ s
+    vals = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(np.sqrt(np.clip(vals, 0, None)).sum())
 
 
 def _np(x) -> np.ndarray:

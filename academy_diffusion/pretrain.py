@@ -10,7 +10,6 @@ for minutes on a CPU; the ``full`` profile trains from scratch.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -18,8 +17,8 @@ import time
 
 import torch
 
-from .checkpoints import load_checkpoint, save_checkpoint
-from .classifier import load_classifier
+from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from .classifier import SHIPPED, load_classifier
 from .course import COURSE_MODELS, PRETRAINED_DIR, course_model
 from .device import describe_device, describe_precision, get_device
 from .metrics import class_metrics, fid
@@ -61,15 +60,6 @@ def update_manifest(key: str, entry: dict) -> dict:
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(MANIFEST)
     return manifest
-
-
-def sha256(path) -> str:
-    """SHA-256 of a file, hex (the manifest records it for each shipped checkpoint)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def measure(ckpt, classifier, n: int, steps: int = 20, ws=(1.0, 2.0, 3.0)) -> dict:
@@ -153,7 +143,7 @@ def pretrain_one(kind: str, profile: Profile, device, version: str) -> None:
                            "steps": meta["steps"], "epochs": profile.epochs, "device": describe_device(device),
                            "precision": meta.get("precision", "fp32"), "train_seconds": meta["seconds"],
                            "images_per_second": meta["images_per_second"], "code_version": version,
-                           "sha256": sha256(path)})
+                           "sha256": file_sha256(path)})
 
 
 def main(argv=None) -> None:
@@ -180,7 +170,7 @@ def main(argv=None) -> None:
     if args.classifier:
         classifier, clf_meta = load_classifier(device, shipped=False)
         update_manifest("classifier", {**save_classifier(classifier, clf_meta), "file": "classifier.pt",
-                                       "code_version": version})
+                                       "code_version": version, "sha256": file_sha256(SHIPPED)})
     if not args.measure_only:
         profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, args.epochs,
                           args.batch_size, 2e-3, args.eval_n, 20, 64, 500, False, 0)
@@ -194,7 +184,7 @@ def main(argv=None) -> None:
         metrics = measure_shipped(kind, classifier, args.eval_n, device)
         entry = read_manifest()[kind]
         entry.update(metrics=metrics, metrics_measured_on=f"the shipped fp16 weights, {describe_device(device)}, "
-                     f"{describe_precision(device)}", sha256=sha256(PRETRAINED_DIR / entry["file"]))
+                     f"{describe_precision(device)}", sha256=file_sha256(PRETRAINED_DIR / entry["file"]))
         update_manifest(kind, entry)
         print(kind, metrics, f"({time.perf_counter() - start:.0f} s)", flush=True)
 
