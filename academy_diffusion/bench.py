@@ -8,6 +8,10 @@ Measures, in one run, and prints a table plus JSON:
   the MNIST dataset with ToTensor/Normalize, ``.item()`` every step, fp32);
 * sampling throughput for DDPM-1000 and DDIM-20, with and without guidance, projected to
   10,000 images;
+* precision and chunk size: training throughput in fp32 against bf16 autocast (where the
+  device computes bf16 natively) at the quick and the full model size, and inference throughput
+  of the quick model at several images per forward pass, in both precisions: the numbers behind
+  :func:`academy_diffusion.device.autocast_dtype` and :data:`~academy_diffusion.device.FORWARD_BATCH`;
 * peak memory (GPU memory on CUDA, the process's peak resident memory elsewhere).
 
 ``--short`` (what CI runs) uses few steps and small batches so that it finishes in about a
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import load_mnist, mnist_root
-from .device import describe_device, get_device, synchronize
+from .device import FORWARD_BATCH, autocast, autocast_dtype, describe_device, get_device, precision, synchronize
 from .models import UNet, count_parameters
 from .profiles import get_profile
 from .samplers import sample
@@ -90,6 +94,40 @@ def bench_sampling(model, schedule, sampler: str, steps: int, n: int, guided: bo
     return n / out.seconds
 
 
+@torch.no_grad()
+def bench_forward(model, device, batch: int, images: int) -> float:
+    """Images per second of one network evaluation at ``batch`` images a pass (after a warm-up)."""
+    x, t = torch.randn(batch, 1, 28, 28, device=device), torch.randint(0, 1000, (batch,), device=device)
+    with autocast(device):
+        model(x, t)
+        synchronize(device)
+        start, done = time.perf_counter(), 0
+        while done < images:
+            model(x, t)
+            done += batch
+        synchronize(device)
+    return done / (time.perf_counter() - start)
+
+
+def bench_precision(device, images, schedule, short: bool) -> dict:
+    """Training and inference throughput in fp32 and in bf16 autocast, and inference by chunk size."""
+    native = autocast_dtype(device) is not None
+    modes = ("fp32", "auto") if native else ("fp32",)
+    steps, n_inf = (8, 512) if short else (60, 4096)
+    out = {"native_bf16": native, "train": {}, "forward": {}}
+    for mode in modes:
+        label = "bf16" if mode == "auto" else "fp32"
+        with precision(mode):
+            for size, channels in (("quick", (16, 32, 64)), ("full", (32, 64, 128))):
+                fn = lambda c=channels: (torch.manual_seed(0), UNet(channels=c).to(device))[1]
+                out["train"][f"{size}_{label}"] = bench_package_training(fn, images, schedule, steps, 64)
+            torch.manual_seed(0)
+            model = UNet(channels=(16, 32, 64)).to(device).eval()
+            for batch in sorted({16, 64, 256, 1024, FORWARD_BATCH.get(torch.device(device).type, 64)}):
+                out["forward"][f"{batch}_{label}"] = bench_forward(model, device, batch, max(n_inf, batch * 2))
+    return out
+
+
 def peak_memory_mb(device) -> float:
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -128,6 +166,7 @@ def run(short: bool = False, profile_name: str | None = None) -> dict:
             ips = bench_sampling(model, schedule, sampler, k, n, guided)
             res[f"sample_images_per_second_{key}"] = ips
             res[f"projected_seconds_10000_{key}"] = 10_000 / ips
+    res["precision"] = bench_precision(device, images, schedule, short)
     res["peak_memory_mb"] = peak_memory_mb(device)
     return res
 
@@ -142,6 +181,13 @@ def format_table(res: dict) -> str:
     for key in ("ddim20", "ddim20_guided", "ddpm1000", "ddpm1000_guided"):
         rows.append((f"sampling {key}", f"{res[f'sample_images_per_second_{key}']:,.1f} img/s, 10,000 images in "
                      f"{res[f'projected_seconds_10000_{key}']:,.1f} s"))
+    p = res.get("precision")
+    if p:
+        for key, ips in p["train"].items():
+            rows.append((f"training {key.replace('_', ', ')}, batch 64", f"{ips:,.0f} img/s"))
+        for key, ips in p["forward"].items():
+            batch, label = key.split("_")
+            rows.append((f"forward pass, quick, {label}, batch {batch}", f"{ips:,.0f} img/s"))
     rows.append(("peak memory", f"{res['peak_memory_mb']:,.0f} MB"))
     width = max(len(r[0]) for r in rows)
     note = " (short run: few steps, projected)" if res["short"] else ""

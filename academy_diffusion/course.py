@@ -74,7 +74,8 @@ def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
     device = get_device()
     profile = get_profile()
     seed_everything(seed)
-    print(f"lesson {lesson} | device: {describe_device(device)} | profile: {profile.name} | seed: {seed}")
+    print(f"lesson {lesson} | device: {describe_device(device)} | precision: {describe_precision(device)} | "
+          f"profile: {profile.name} | seed: {seed}")
     print(f"  {profile.describe()}")
     return SimpleNamespace(device=device, profile=profile, seed=seed)
 

@@ -4,8 +4,12 @@
 epochs on all 60,000 images). ``ACADEMY_PROFILE=quick`` is bounded for a laptop CPU and for CI:
 it loads the course's shipped checkpoints (``academy_diffusion/pretrained/``, trained by
 ``python -m academy_diffusion.pretrain``), still runs a short real training demonstration, and
-draws fewer samples. Unset: ``full`` on a CUDA GPU, ``quick`` elsewhere. Both profiles run the
-same functions; they differ in sizes and counts, and in whether models are trained or loaded.
+draws fewer samples. ``ACADEMY_PROFILE=smoke`` is for CI only: the ``full`` profile's code path
+(every lesson trains its own models, nothing shipped is loaded) at tiny sizes, so a lesson that
+breaks only when it trains its own models fails a test; its models are too small to bear out the
+lessons' teaching claims, so :func:`academy_diffusion.reporting.claim` reports them instead of
+asserting. Unset: ``full`` on a CUDA GPU, ``quick`` elsewhere. All profiles run the same
+functions; they differ in sizes and counts, and in whether models are trained or loaded.
 """
 
 from __future__ import annotations
@@ -34,14 +38,23 @@ class Profile:
     sweep_samples: int  # samples per guidance scale w in lessons 4 and 5
     pretrained: bool  # load the shipped checkpoints instead of training
     demo_steps: int  # length of lesson 1's training demonstration when pretrained (0: none)
+    checks_claims: bool = True  # False only for smoke: claims are reported, not asserted
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        """The profile's numbers that apply to this run (a loaded model prints its own recipe)."""
+        skip = {"name", "checks_claims"}
+        if self.pretrained:  # the training sizes do not apply: the lessons load shipped models
+            skip |= {"channels", "train_images", "epochs", "batch_size", "lr"}
+        shown = ", ".join(f"{k}={v}" for k, v in asdict(self).items() if k not in skip)
+        source = ("models: the shipped checkpoints (each prints its own recipe when it loads)" if self.pretrained
+                  else "models: trained here with the sizes below (or loaded from the cache if trained before)")
+        return f"{source}\n  {shown}"
 
 
 PROFILES = {
     "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000, False, 0),
     "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, True, 300),
+    "smoke": Profile("smoke", (8, 16, 16), 1_000, 1, 50, 2e-3, 100, 5, 8, 50, False, 0, checks_claims=False),
 }
 
 

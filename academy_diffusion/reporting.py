@@ -44,3 +44,20 @@ def save_figure(fig, name: str) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def claim(holds: bool, message: str) -> None:
+    """Check one of a lesson's teaching claims on its measured numbers.
+
+    Prints ``✓ message`` when it holds and raises AssertionError when it does not, except in
+    the ``smoke`` profile, whose tiny models cannot bear the claims out: there the outcome is
+    printed and the lesson goes on (smoke tests the code path, not the teaching).
+    """
+    from .profiles import get_profile
+
+    if holds:
+        print(f"✓ {message}")
+    elif get_profile().checks_claims:
+        raise AssertionError(f"claim does not hold: {message}")
+    else:
+        print(f"✗ (smoke profile, not enforced) {message}")

@@ -4,16 +4,19 @@ from academy_diffusion import bench
 
 
 @pytest.mark.slow
-def test_short_benchmark_runs_and_reports(needs_mnist, monkeypatch, capsys):
+def test_short_benchmark_runs_and_reports(needs_mnist, monkeypatch):
     monkeypatch.setenv("ACADEMY_PROFILE", "quick")
     res = bench.run(short=True)
-    for key in ("train_images_per_second_package", "train_images_per_second_naive",
-                "sample_images_per_second_ddim20", "sample_images_per_second_ddim20_guided",
-                "sample_images_per_second_ddpm1000", "sample_images_per_second_ddpm1000_guided", "peak_memory_mb"):
-        assert res[key] > 0, key
-    assert res["train_speedup_vs_naive"] == pytest.approx(
-        res["train_images_per_second_package"] / res["train_images_per_second_naive"])
     # DDIM-20 makes 50x fewer network calls than DDPM-1000: it must be much faster per image
     assert res["sample_images_per_second_ddim20"] > 10 * res["sample_images_per_second_ddpm1000"]
+    # the guided pass evaluates the network twice per image: it cannot be faster than the unguided one
+    assert res["sample_images_per_second_ddim20_guided"] < 1.2 * res["sample_images_per_second_ddim20"]
+    p = res["precision"]
+    if p["native_bf16"]:  # bf16 autocast is used because it is faster: the bench must show it
+        assert p["forward"]["64_bf16"] > 1.3 * p["forward"]["64_fp32"], p["forward"]
+        assert p["train"]["full_bf16"] > 1.2 * p["train"]["full_fp32"], p["train"]
+    else:
+        assert not any(key.endswith("bf16") for key in p["forward"]), "no bf16 rows where bf16 is not native"
     table = bench.format_table(res)
-    assert "naive" in table and "ddpm1000_guided" in table and res["device"] in table
+    for row in ("naive", "ddpm1000_guided", res["device"], "forward pass, quick, fp32, batch 64"):
+        assert row in table, row
