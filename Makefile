@@ -1,21 +1,28 @@
-# The course's task runner. Every target installs what it needs first (into .venv) and is
-# quick when everything is already installed.
-#   make course   run the six lessons headless; executed notebooks and figures go to build/
+# The course's task runner. Every target installs what it needs first and is quick when everything
+# is already installed. The environment is the active conda environment when there is one (other
+# than `base`), else .venv, created here.
+#   make course   run the lessons headless (LESSON=03 for one, LESSON="01 03" for some); output in build/
 #   make test     lint and the whole test suite (unit tests, oracles, lessons under nbval)
-#   make lab      register the course's kernel, start JupyterLab and print the URL of lesson 1
-#   make setup    only create .venv and install the package with its dev extra
+#   make lab      register the course's kernel, start JupyterLab on your working copy of the lessons
+#   make lab-reset  put fresh copies of the lessons in your working copy (asks before overwriting)
+#   make setup    only create the environment and install the package with its dev extra
 #   make sync     regenerate the lessons' .ipynb files from their .py sources
 #   make exercises regenerate exercises/ and solutions/ from solutions/source/
+#   make mutants  plant bugs one at a time and report which ones the fast tests miss (maintainers)
 
 PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+ifneq ($(and $(CONDA_PREFIX),$(filter-out base,$(CONDA_DEFAULT_ENV))),)
+ENV_DIR := $(CONDA_PREFIX)
+else
+ENV_DIR := .venv
+endif
+PY     := $(ENV_DIR)/bin/python
+STAMP  := $(ENV_DIR)/.academy-diffusion-installed
 
-.PHONY: setup lab course test lint sync exercises pretrain clean
+.PHONY: setup lab lab-reset course test lint sync exercises pretrain mutants clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(ENV_DIR)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
@@ -24,8 +31,11 @@ setup: $(STAMP)
 lab: setup  # the browser test starts JupyterLab with the same module
 	$(PY) -m academy_diffusion.lab
 
+lab-reset: setup
+	$(PY) -m academy_diffusion.lab --reset
+
 course: setup
-	$(PY) -m academy_diffusion.course
+	$(PY) -m academy_diffusion.course $(if $(LESSON),--only $(LESSON))
 
 sync: setup  # regenerate each lesson's .ipynb (no outputs) from its jupytext .py source
 	$(PY) -m academy_diffusion.exercises --lessons
@@ -36,11 +46,14 @@ exercises: setup  # regenerate exercises/ and solutions/ from solutions/source/
 pretrain: setup  # retrain the shipped checkpoints in academy_diffusion/pretrained/ (a GPU is best)
 	$(PY) -m academy_diffusion.pretrain
 
+mutants: setup
+	$(PY) tests/mutation.py
+
 lint: setup
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(TESTS),$(TESTS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

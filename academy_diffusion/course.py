@@ -124,9 +124,20 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
     return load_checkpoint(path, device)
 
 
-def lessons(folder: Path = ROOT / "notebooks") -> list[Path]:
-    """The lesson notebooks, in course order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+def lessons(folder: Path = ROOT / "notebooks", only=None) -> list[Path]:
+    """The lesson notebooks, in course order; ``only`` keeps those whose number is listed (``["03"]``).
+
+    Raises ValueError for a number that is no lesson, so a typo does not silently run nothing.
+    """
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return found
+    wanted = {str(n).zfill(2) for n in only}
+    unknown = wanted - {p.name[:2] for p in found}
+    if unknown:
+        raise ValueError(f"no lesson {', '.join(sorted(unknown))}; the lessons are "
+                         f"{', '.join(p.name[:2] for p in found)}")
+    return [p for p in found if p.name[:2] in wanted]
 
 
 def run_notebook(path: Path, out_dir: Path, timeout: int = 3600) -> float:
@@ -154,7 +165,11 @@ def main(argv=None) -> int:
     build = Path(args.build).resolve()
     (build / "notebooks").mkdir(parents=True, exist_ok=True)
     os.environ[BUILD_ENV] = str(build)
-    todo = [p for p in lessons() if not args.only or p.name[:2] in args.only]
+    try:
+        todo = lessons(only=args.only)
+    except ValueError as err:
+        print(err)
+        return 2
     if not todo:
         print("no lessons to run yet (notebooks/NN_*.ipynb)")
         return 0

@@ -1,8 +1,15 @@
 """Start JupyterLab for the course: what ``make lab`` runs, and what the browser test starts.
 
 ``python -m academy_diffusion.lab`` registers this Python environment as a Jupyter kernel named
-after the course (``academy-diffusion``), starts JupyterLab on the repository on a free local
-port, waits until it answers, and prints the URL of lesson 1 (token included). Ctrl-C stops it.
+after the course (``academy-diffusion``), starts JupyterLab on your working copy of the lessons on
+a free local port, waits until it answers, and prints the URL of lesson 1 (token included).
+Ctrl-C stops it.
+
+**Your working copy.** JupyterLab autosaves, so it opens copies, never the course's committed
+notebooks: ``my-lessons/`` (git-ignored) holds ``notebooks/`` and ``exercises/``, created on first
+use. A later ``make lab`` adds lessons that are new in the course and never overwrites yours;
+``make lab-reset`` (``--reset``) starts over from the originals after asking, keeping the old
+copy as ``my-lessons.bak-<time>/``.
 
 The lessons' kernel inherits this process's environment, so ``ACADEMY_PROFILE``,
 ``ACADEMY_MNIST_DIR`` and friends set in the shell reach every lesson.
@@ -14,6 +21,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +34,48 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNEL_NAME = "academy-diffusion"
 KERNEL_DISPLAY_NAME = "Python (academy-diffusion)"
 FIRST_LESSON = "notebooks/01_tiny_ddpm.ipynb"
+WORKING_COPY = ROOT / "my-lessons"
+COPIED = ("notebooks", "exercises")  # the folders a student works in
+
+
+def prepare_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT) -> list[Path]:
+    """Copy each lesson and exercise notebook that ``dest`` lacks; never overwrite one that is there.
+
+    Returns the files copied now (empty when the working copy is complete).
+    """
+    copied = []
+    for folder in COPIED:
+        for original in sorted((source / folder).glob("[0-9][0-9]_*.ipynb")):
+            target = dest / folder / original.name
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(original, tmp)
+            tmp.replace(target)
+            copied.append(target)
+    return copied
+
+
+def reset_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT, confirm=input) -> Path | None:
+    """Start over from the originals: move ``dest`` aside to ``<dest>.bak-<time>`` and copy afresh.
+
+    Asks first (``confirm`` returns the answer); returns the backup folder, or None if declined
+    or there was nothing to reset.
+    """
+    if dest.exists():
+        answer = confirm(f"Start over from the original lessons? Your copies in {dest} move to a backup "
+                         "folder. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return None
+        backup = dest.with_name(f"{dest.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        dest.rename(backup)
+        print(f"your previous copies are in {backup}")
+    else:
+        backup = None
+    prepare_working_copy(dest, source)
+    return backup
 
 
 def register_kernel() -> Path:
@@ -119,10 +169,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default: 8888 if free)")
     parser.add_argument("--no-browser", action="store_true", help="only print the URL, do not open a browser")
+    parser.add_argument("--reset", action="store_true", help="start your working copy over from the originals")
     args = parser.parse_args(argv)
+    if args.reset:
+        reset_working_copy()
+        return
+    copied = prepare_working_copy()
+    print(f"your working copy of the lessons: {WORKING_COPY}" + (f" ({len(copied)} notebooks copied now)"
+                                                                  if copied else ""))
     spec = register_kernel()
     print(f"registered the Jupyter kernel '{KERNEL_NAME}' ({spec})")
-    server = start_lab(port=args.port, open_browser=not args.no_browser)
+    server = start_lab(root=WORKING_COPY, port=args.port, open_browser=not args.no_browser)
     print(f"\n  JupyterLab is running. Open the course at:\n\n    {server.url()}\n\n"
           f"  The lessons open on 'Python 3', which here is this environment; '{KERNEL_DISPLAY_NAME}' in the\n"
           f"  kernel menu is the same environment under the course's name. Ctrl-C stops the server.\n", flush=True)

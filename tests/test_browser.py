@@ -20,13 +20,21 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import numpy as np
 import pytest
 from conftest import machine_load
 
-from academy_diffusion.lab import KERNEL_DISPLAY_NAME, KERNEL_NAME, ROOT, register_kernel, start_lab
+from academy_diffusion.lab import (
+    KERNEL_DISPLAY_NAME,
+    KERNEL_NAME,
+    ROOT,
+    prepare_working_copy,
+    register_kernel,
+    start_lab,
+)
 
 LESSON = "notebooks/01_tiny_ddpm.ipynb"
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -34,11 +42,10 @@ RUN_TIMEOUT_S = 300  # Run All takes 59-76 s on the idle 2-core CI machine: 4x m
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic"]
-# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read),
-# never autosave (the committed lesson must not gain outputs), no news prompt over the page.
+# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read) and no
+# news prompt over the page. Autosave stays on, as a student has it: JupyterLab works on a working copy.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
 
@@ -81,7 +88,10 @@ def lab(tmp_path, needs_mnist, chromium):
     # the kernel inherits the rest of the environment (ACADEMY_MNIST_DIR, ACADEMY_CACHE_DIR)
     env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
            "ACADEMY_PROFILE": "quick"}
-    server = start_lab(log=log, env=env)
+    work = tmp_path / "my-lessons"
+    assert prepare_working_copy(work), "make lab starts from a fresh working copy"
+    server = start_lab(root=work, log=log, env=env)
+    server.work = work
     yield server
     server.stop()
     log.close()
@@ -182,9 +192,21 @@ def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
             (SCREENSHOTS / "lesson01_measured.json").write_text(json.dumps(measured, indent=2))
             # what is on screen went from noise to digits (mostly black background, as MNIST)
             assert noise_dark < 0.3 and sample_dark > 0.5, (noise_dark, sample_dark)
+
+            # a student saves: the working copy gains the outputs, the repository does not change
+            page.locator(".jp-Notebook").first.click()
+            page.keyboard.press("Control+s")
+            saved = lab.work / LESSON
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and '"outputs": []' in saved.read_text().split('"cell_type": "code"')[1]:
+                time.sleep(0.5)
+            assert any(c.get("outputs") for c in json.loads(saved.read_text())["cells"]), "the save reached the copy"
         finally:
             page.screenshot(path=SCREENSHOTS / "lesson01_last_state.png")
             browser.close()
-    assert hashlib.sha256(lesson.read_bytes()).hexdigest() == committed, "the test must not save the lesson"
+    assert hashlib.sha256(lesson.read_bytes()).hexdigest() == committed, "a save must not touch the course's lesson"
+    status = subprocess.run(["git", "status", "--porcelain", "--", "notebooks", "exercises"], cwd=ROOT,
+                            capture_output=True, text=True).stdout
+    assert status == "", f"saving in JupyterLab changed the repository:\n{status}"
     took = time.monotonic() - start
     assert took < RUN_TIMEOUT_S + 120, f"the browser test took {took:.0f} s; {machine_load()}"

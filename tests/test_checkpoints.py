@@ -42,3 +42,12 @@ def test_mismatched_schedule_is_refused(tmp_path, tiny_model):
         sample(ckpt.model, make_schedule("sigmoid", 100), 2, sampler="ddim", steps=2, progress=False)
     ckpt = load_checkpoint(path, schedule=make_schedule("cosine", 100), allow_schedule_mismatch=True)
     assert ckpt.schedule.name == "cosine"
+
+
+def test_every_mutant_of_the_mutation_tool_still_applies():
+    """`make mutants` plants each bug by exact text: a refactor must keep its list current."""
+    import mutation
+
+    for file, original, mutated, what in mutation.MUTANTS:
+        text = (mutation.ROOT / "academy_diffusion" / file).read_text()
+        assert text.count(original) == 1 and original != mutated, f"{file}: {what}"

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from academy_diffusion.classifier import SHIPPED, load_classifier
+from academy_diffusion.classifier import SHIPPED, accuracy, load_classifier
 from academy_diffusion.course import COURSE_MODELS, PRETRAINED_DIR, pretrained_model
+from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import class_metrics
 from academy_diffusion.pretrain import MANIFEST, results_table
 from academy_diffusion.samplers import sample
@@ -49,8 +50,12 @@ def test_guided_samples_reach_the_recorded_accuracy(needs_mnist):
 
 
 def test_shipped_classifier_matches_manifest(needs_mnist):
-    clf, meta = load_classifier(verbose=False)
-    assert SHIPPED.exists() and meta["test_accuracy"] == MAN["classifier"]["test_accuracy"] >= 0.99
+    """The shipped fp16 classifier, measured again on the 10,000 test digits, has the recorded accuracy."""
+    clf, _ = load_classifier(verbose=False)
+    x, y = load_mnist("test")
+    measured = accuracy(clf, x, y)
+    assert SHIPPED.exists() and measured == pytest.approx(MAN["classifier"]["test_accuracy"], abs=1e-4)
+    assert measured >= 0.99
 
 
 def test_readme_results_table_is_the_manifest():

@@ -77,4 +77,6 @@ def test_schedule_to_device_and_matches():
     a, b = make_schedule("linear", 100), make_schedule("cosine", 100)
     assert a.matches(make_schedule("linear", 100)) and not a.matches(b)
     assert a.config() == {"name": "linear", "T": 100}
-    assert a.to("cpu").device.type == "cpu"
+    moved = a.to("meta")  # a device other than the CPU, available on every machine
+    assert moved.device.type == "meta" and moved.alpha_bars.device.type == "meta"
+    assert moved.posterior_variance.device.type == "meta" and a.betas.device.type == "cpu", "a copy, not in place"

@@ -1,0 +1,133 @@
+"""Mutation testing for maintainers: ``make mutants`` (not part of the README's test command).
+
+Plants plausible bugs in the package, one at a time, in a scratch copy of the repository, runs the
+fast unit tests there (``tests/``, without the slow ones), and reports which mutants the tests
+killed and which survived. A surviving mutant is a bug the suite would let through: close it
+with a test, or say in :data:`HARMLESS` why it does not matter.
+
+    python tests/mutation.py            # every mutant
+    python tests/mutation.py --only 3 7 # some of them
+    python tests/mutation.py --list     # what they are
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (file, the exact original text, the bug planted instead, what the bug is)
+MUTANTS = [
+    ("training.py", "F.mse_loss(model(x_t, t, y).float(), noise)", "F.mse_loss(model(x_t, t, y).float(), x0)",
+     "train to predict x0 instead of the noise"),
+    ("training.py", "torch.randint(0, schedule.T,", "torch.randint(1, schedule.T,", "never train at t = 0"),
+    ("training.py", "min(ema_decay, (1 + step) / (10 + step))", "ema_decay", "no EMA warm-up"),
+    ("training.py", "return (step + 1) / warmup", "return step / warmup", "warm-up starts at lr 0"),
+    ("training.py", "return 0.1 + 0.9 * 0.5 *", "return 0.5 *", "cosine decays to 0, not to a tenth"),
+    ("training.py", "< p_uncond", "> p_uncond", "drop labels with probability 1 - p_uncond"),
+    ("training.py", "list(model.parameters()), 1.0 - decay)", "list(model.parameters()), decay)",
+     "EMA lerp in the wrong direction"),
+    ("samplers.py", 'var = schedule.betas[t] if variance == "beta" else schedule.posterior_variance[t]',
+     "var = schedule.betas[t]", "ignore the variance argument"),
+    ("samplers.py", "return eps_uncond + w * (eps_cond - eps_uncond)", "return eps_cond + w * (eps_cond - eps_uncond)",
+     "guidance around the conditional prediction"),
+    ("samplers.py", "        x_prev = x_prev + sigma * noise\n", "        x_prev = x_prev\n",
+     "DDIM ignores eta's noise"),
+    ("samplers.py", "return mean + var.sqrt() * noise if t > 0 else mean", "return mean + var.sqrt() * noise",
+     "noise added on the last DDPM step"),
+    ("samplers.py", "torch.linspace(T - 1, 0, steps,", "torch.linspace(T - 1, 1, steps,", "DDIM never reaches t = 0"),
+    ("samplers.py", "return x0.clamp(-1.0, 1.0) if clip else x0", "return x0", "clip_x0 does nothing"),
+    ("samplers.py", "manual_seed(seed + 1)", "manual_seed(seed)", "per-step noise correlated with x_T"),
+    ("samplers.py", "timesteps = list(range(T - 1, -1, -1))", "timesteps = list(range(T - 1, 0, -1))",
+     "DDPM skips its last step"),
+    ("models.py", "torch.arange(half, device=t.device, dtype=torch.float32) / half",
+     "torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1)", "wrong embedding frequencies"),
+    ("models.py", "torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)",
+     "torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)", "sin and cos halves swapped"),
+    ("metrics.py", "- 2 * trace_sqrt_product(sigma1, sigma2)", "- trace_sqrt_product(sigma1, sigma2)",
+     "Frechet cross term without its factor 2"),
+    ("metrics.py", 'images, _ = load_mnist("train")\n        pick', 'images, _ = load_mnist("test")\n        pick',
+     "real-vs-real baseline drawn from the reference set itself"),
+    ("metrics.py", "np.cov(f, rowvar=False)", "np.cov(f, rowvar=True)", "covariance over the wrong axis"),
+    ("metrics.py", ".pow(2).sum(1).mean()", ".pow(2).mean()", "spread averaged over feature dimensions"),
+    ("metrics.py", "return int(np.argmax(dist))", "return int(np.argmin(dist))", "elbow at the nearest point"),
+    ("metrics.py", "centred = outs - outs.mean(dim=0, keepdim=True)", "centred = outs",
+     "timestep sensitivity without centring"),
+    ("device.py", "torch.cuda.get_device_capability(device) >= (8, 0)",
+     "torch.cuda.get_device_capability(device) > (8, 0)", "no bf16 on an A100"),
+    ("device.py", "return max(1, per_pass // 2) if guided else per_pass", "return per_pass",
+     "guided chunks twice as large"),
+    ("data.py", "images_uint8.float().div(127.5).sub(1.0)", "images_uint8.float().div(255.0)", "data in [0, 1]"),
+    ("checkpoints.py", '"ema": (ema or model).state_dict(),', '"ema": model.state_dict(),',
+     "the raw weights saved as the EMA"),
+    ("schedules.py", "alpha_bars_prev = torch.cat([torch.ones(1,", "alpha_bars_prev = torch.cat([torch.zeros(1,",
+     "abar before the first step is 0"),
+]
+
+# Mutants a maintainer has looked at and judged harmless, with the reason (index -> why).
+HARMLESS: dict[int, str] = {}
+
+
+def run_mutant(index: int, scratch: Path, timeout: int) -> tuple[str, float, str]:
+    """Plant mutant ``index`` in ``scratch``, run the fast tests, restore; returns (verdict, seconds, detail)."""
+    file, original, mutated, _ = MUTANTS[index]
+    path = scratch / "academy_diffusion" / file
+    text = path.read_text()
+    if text.count(original) != 1:
+        return "stale", 0.0, f"the original text is not in {file} exactly once: update the mutant"
+    path.write_text(text.replace(original, mutated))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
+                               "tests"], cwd=scratch, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"})
+        verdict = "killed" if proc.returncode != 0 else "SURVIVED"
+        failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+        detail = failed[0][7:120] if failed else ""
+    except subprocess.TimeoutExpired:
+        verdict, detail = "killed", f"timed out after {timeout} s"
+    finally:
+        path.write_text(text)
+    return verdict, time.perf_counter() - start, detail
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", type=int, help="mutant numbers to run")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=int, default=600)
+    args = parser.parse_args(argv)
+    todo = args.only if args.only else range(len(MUTANTS))
+    if args.list:
+        for i in todo:
+            print(f"{i:2d}  {MUTANTS[i][0]:<15} {MUTANTS[i][3]}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        scratch = Path(tmp)
+        shutil.copytree(ROOT / "academy_diffusion", scratch / "academy_diffusion",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "tests", scratch / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", scratch / "pyproject.toml")
+        counts, survivors = {"killed": 0, "SURVIVED": 0, "stale": 0}, []
+        for i in todo:
+            verdict, seconds, detail = run_mutant(i, scratch, args.timeout)
+            counts[verdict] += 1
+            survivors += [i] if verdict == "SURVIVED" else []
+            note = f" (harmless: {HARMLESS[i]})" if verdict == "SURVIVED" and i in HARMLESS else ""
+            print(f"{i:2d} {verdict:<8} {seconds:5.0f} s  {MUTANTS[i][0]:<15} {MUTANTS[i][3]}{note}"
+                  f"{'  <- ' + detail if detail else ''}", flush=True)
+    print(f"\n{len(todo)} mutants planted: {counts['killed']} killed, {counts['SURVIVED']} survived"
+          f"{', ' + str(counts['stale']) + ' stale' if counts['stale'] else ''}")
+    unexplained = [i for i in survivors if i not in HARMLESS]
+    return 1 if counts["stale"] or unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
