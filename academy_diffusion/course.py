@@ -38,6 +38,9 @@ COURSE_MODELS = {
     "dead": {"schedule": "linear", "num_classes": None, "dead_time_embedding": True},  # lesson 6
 }
 P_UNCOND = 0.1  # condition dropout for classifier-free guidance (the page's ~10%)
+# The guidance scale the course samples the `cfg` model at when one w is needed (lessons 3 and 7):
+# the w of lowest FID in the shipped model's manifest sweep (n = 10,000; lesson 5 measures it again).
+GUIDANCE_W = 2.0
 
 
 def pretrained_model(kind: str, device) -> Checkpoint | None:

@@ -71,6 +71,26 @@ def diffusion_loss(model, schedule: Schedule, x0, t, noise, y=None) -> torch.Ten
     return F.mse_loss(model(x_t, t, y).float(), noise)
 
 
+@torch.no_grad()
+def loss_by_timestep(model, schedule: Schedule, x0: torch.Tensor, timesteps, y=None, seed: int = 0) -> torch.Tensor:
+    """L_simple at each code index in ``timesteps``, on the same images ``x0 [B, C, H, W]``.
+
+    Shows where a model fails: the loss curve of training averages over all t and hides it.
+    Returns ``[len(timesteps)]`` float32 on the CPU.
+    """
+    device = next(model.parameters()).device
+    x0 = x0.to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    noise = torch.randn(x0.shape, device=device, generator=gen)
+    schedule = schedule.to(device)
+    out = []
+    for t in timesteps:
+        tt = torch.full((len(x0),), int(t), device=device)
+        with autocast(device):
+            out.append(diffusion_loss(model, schedule, x0, tt, noise, y).float())
+    return torch.stack(out).cpu()
+
+
 def train(
     model: nn.Module,
     images: torch.Tensor,

@@ -25,7 +25,8 @@
 # 1. see the forward (noising) process as pictures and as one line of code;
 # 2. train a small U-Net with the "simple" loss: predict the noise;
 # 3. read the loss curve;
-# 4. sample 1,000 steps from pure noise, and watch the samples at t ∈ {T, 3T/4, T/2, T/4, 0}.
+# 4. sample 1,000 steps from pure noise, and watch the samples at t ∈ {T, 3T/4, T/2, T/4, 0};
+# 5. see why the network's answer is an *average*, and why that forces sampling to be iterative.
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
@@ -49,10 +50,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
+from academy_diffusion.classifier import load_classifier, predict
 from academy_diffusion.course import course_model
 from academy_diffusion.data import load_mnist
+from academy_diffusion.metrics import class_metrics, extract_features, precision_recall
 from academy_diffusion.plotting import plot_losses, show_rows
-from academy_diffusion.reporting import report, save_figure
+from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import sample
 from academy_diffusion.schedules import make_schedule
 from academy_diffusion.training import diffusion_loss
@@ -97,9 +100,18 @@ plt.show()
 #
 # $$L_\text{simple} = \mathbb E_{t, x_0, \varepsilon}\,\lVert \varepsilon - \varepsilon_\theta(x_t, t)\rVert^2$$
 #
-# Why does predicting the noise work? Knowing ε at x_t is knowing x_0 (undo the jump), and the
-# mean of the reverse step p(x_{t-1} | x_t) is pure algebra on x_t and ε. One training step,
-# written out by hand, next to the package's `diffusion_loss` (which the training loop calls):
+# Why does predicting the noise work? Given x_t, the noise is not determined: many clean digits
+# x_0, each with its own ε, lead to the same x_t. A network trained with a mean-squared error
+# learns the *average* answer, the conditional expectation
+#
+# $$\varepsilon_\theta(x_t, t) \approx \mathbb E[\varepsilon \mid x_t],\qquad
+# \hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta}{\sqrt{\bar\alpha_t}} \approx \mathbb E[x_0 \mid x_t].$$
+#
+# At low noise the average is sharp (only one digit fits x_t). At high noise it is a grey blend
+# of every digit that could still be hiding there, which is why one jump from x_T cannot give a
+# sample, and sampling must go step by step: each small step commits to a little more detail,
+# and the network's next average is taken over fewer candidates. One training step, written out
+# by hand, next to the package's `diffusion_loss` (which the training loop calls):
 
 # %%
 from academy_diffusion.models import UNet
@@ -162,31 +174,56 @@ report("01_tiny_ddpm", train_steps=ckpt.meta["steps"], train_seconds=ckpt.meta["
 #
 # $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t,t)\Big) + \sqrt{\beta_t}\,z,\qquad z\sim\mathcal N(0,I)$$
 #
-# (no z on the last step). The package's sampler also clamps its running estimate of x_0 to the
-# data range [-1, 1] at each step, as DDPM's reference code does. We keep every intermediate
-# state of 16 samples, and the network's estimate of the clean image at each, to look at them.
+# (no z on the last step). Where does this step come from? If we knew x_0, the forward process
+# would tell us exactly where x_{t-1} lies given x_t: the posterior
+#
+# $$q(x_{t-1}\mid x_t, x_0) = \mathcal N\Big(\tfrac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+#   + \tfrac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,\; \tilde\beta_t I\Big),
+#   \qquad \tilde\beta_t = \tfrac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t,$$
+#
+# a Gaussian between the two. The reverse step imitates it with the network's x̂0 in place of
+# the unknown x_0: substituted, the mean is exactly the formula above, and DDPM uses β_t
+# (or β̃_t; both work) as its variance. The package's sampler also clamps its running estimate
+# of x_0 to the data range [-1, 1] at each step, as DDPM's reference code does. We keep every
+# intermediate state of 32 samples, and the network's estimate of the clean image at each.
 
 # %%
 T = schedule.T
-run = sample(ckpt.model, ckpt.schedule, 16, sampler="ddpm", seed=0, capture="all")
+run = sample(ckpt.model, ckpt.schedule, 32, sampler="ddpm", seed=0, capture="all")
 levels = [T, 3 * T // 4, T // 2, T // 4, 0]
-fig = show_rows({f"x_{k}": run.trajectory[k] for k in levels},
+fig = show_rows({f"x_{k}": run.trajectory[k][:16] for k in levels},
                 title="DDPM sampling: the state x_k at k = T, 3T/4, T/2, T/4, 0 (one column per sample)")
 save_figure(fig, "01_samples_over_time")
 plt.show()
-fig = show_rows({f"x̂0 at k={k}": run.predicted_x0[k] for k in levels[1:]},
+fig = show_rows({f"x̂0 at k={k}": run.predicted_x0[k][:16] for k in levels[1:]},
                 title="What the network believes the finished image is, at the same moments")
 save_figure(fig, "01_predicted_x0_over_time")
 plt.show()
-report("01_tiny_ddpm", ddpm_1000_seconds_for_16=run.seconds)
+
+classifier, _ = load_classifier(ctx.device, verbose=False)
+final_digit = predict(classifier, run.images)
+agree = {k: (predict(classifier, run.predicted_x0[k]) == final_digit).float().mean().item() for k in levels[1:-1]}
+grey = {k: ((run.predicted_x0[k].abs() < 0.8).float().mean().item()) for k in levels[1:]}
+for k in levels[1:-1]:
+    print(f"k={k:>4}: x̂0 already reads as the final digit for {agree[k]:.0%} of the 32 samples; "
+          f"grey pixels in x̂0 (|x| < 0.8): {grey[k]:.1%}")
+print(f"k=   0: grey pixels in the finished samples: {grey[0]:.1%}")
+report("01_tiny_ddpm", ddpm_1000_seconds_for_32=run.seconds,
+       **{f"x0_hat_agrees_with_final_digit_k{k}": agree[k] for k in agree},
+       **{f"x0_hat_grey_share_k{k}": grey[k] for k in grey})
 
 # %% [markdown]
 # Compare the two figures. In the states x_k, the middle rows (k = 3T/4, T/2) still look like
 # noise: the linear schedule keeps only ᾱ ≈ 0.08 of the signal at T/2, so *any* x_{T/2} is
 # mostly noise. The second figure shows the network's running estimate of the clean image,
-# x̂0 = (x_k − √(1−ᾱ) ε_θ) / √ᾱ: by k = T/2 the digit is already decided, and the remaining steps
-# sharpen it. That is how to read the page's advice to inspect samples at middle timesteps: if
-# x̂0 were still formless at T/2, the network would not have learned its middle regime.
+# x̂0 = (x_k − √(1−ᾱ) ε_θ) / √ᾱ, the conditional average E[x_0 | x_k]. At k = 3T/4 it is a grey
+# blur: many digits are still possible, and their average is no digit (count the grey pixels
+# above). By T/2 a shape has emerged, but it is not final: the classifier reads the final digit
+# in x̂0 for only part of the samples at T/2 (printed above), and some columns change identity
+# between T/2 and T/4. The last quarter of the steps mostly sharpens strokes. That is how to
+# read the page's advice to inspect samples at middle timesteps: x̂0 should become digit-like as
+# k falls; if it stayed formless until the very end, the network would not have learned its
+# middle regime.
 #
 # Scrub through all 1,000 states of the same run with the slider:
 
@@ -196,28 +233,38 @@ display(trajectory_slider(run.trajectory))
 # %% [markdown]
 # ## 5. Check the claims on numbers
 #
-# A lesson's pictures are only as good as the numbers behind them:
+# A lesson's pictures are only as good as the numbers behind them. The course's MNIST classifier
+# (over 99 % accurate on real test digits) is our stand-in for a reader:
 #
-# * the loss fell, in every run on the plot: the last 100 steps average well under half the
-#   first 20 (it starts near 1);
-# * the samples look like MNIST in a way a number can see: MNIST images are mostly black
-#   background (≈ 82 % of pixels below -0.8), pure noise is not (≈ 22 %). Samples should be
-#   close to MNIST's share, far from the noise's.
+# * **the samples look like real digits to it**: in the classifier's feature space, most samples
+#   fall among real digits, inside the "real manifold" (the balls around 1,000 real test digits
+#   that reach each one's 3rd-nearest real neighbour; lesson 8 calls this share *precision*),
+#   and no pure-noise image does. (The classifier's *confidence* would not do: it is just as
+#   sure of pure noise, a classic failure of classifiers far from their training data.)
+# * **x̂0 is an average that sharpens**: at k = 3T/4 it has more grey pixels than the finished
+#   samples, and it agrees with the final digit more often at T/4 than at 3T/4;
+# * **training keeps improving after the steep start**: the model we sample from averages a lower
+#   loss over its last tenth of steps than over its second tenth (a learning rate that is too
+#   high, or a broken schedule, makes the curve flatten early or swing back up).
 
 # %%
-def background_share(x):
-    return (x < -0.8).float().mean().item()
-
-share_real = background_share(images[:1000].cpu())
-share_noise, share_samples = background_share(run.trajectory[T]), background_share(run.images)
-report("01_tiny_ddpm", background_share_mnist=share_real, background_share_noise=share_noise,
-       background_share_samples=share_samples)
-for name, curve in curves.items():
-    first, last = torch.as_tensor(curve[:20]).mean().item(), torch.as_tensor(curve[-100:]).mean().item()
-    report("01_tiny_ddpm", **{f"loss_first_20 [{name}]": first, f"loss_last_100 [{name}]": last})
-    assert last < 0.5 * first, f"{name}: the loss should fall to under half its start: {first:.3f} -> {last:.3f}"
-# within 0.15 of MNIST's share, i.e. far closer to MNIST (0.82) than to noise (0.22)
-assert abs(share_samples - share_real) < 0.15, (share_samples, share_real)
+real_feats = extract_features(classifier, load_mnist("test")[0][:1000])
+inside = {name: precision_recall(real_feats, extract_features(classifier, x))["precision"]
+          for name, x in (("noise", run.trajectory[T]), ("samples", run.images))}
+conf = {"noise": class_metrics(classifier, run.trajectory[T])["confidence"],
+        "samples": class_metrics(classifier, run.images)["confidence"]}
+losses = torch.as_tensor(ckpt.meta["losses"])
+tenth = len(losses) // 10
+second_tenth, last_tenth = losses[tenth:2 * tenth].mean().item(), losses[-tenth:].mean().item()
+report("01_tiny_ddpm", share_inside_real_manifold_samples=inside["samples"],
+       share_inside_real_manifold_noise=inside["noise"], classifier_confidence_samples=conf["samples"],
+       classifier_confidence_noise=conf["noise"], loss_second_tenth=second_tenth, loss_last_tenth=last_tenth)
+claim(inside["samples"] >= 0.5 and inside["noise"] == 0,
+      f"samples fall among real digits: {inside['samples']:.0%} of them inside the real manifold, noise {inside['noise']:.0%}")
+claim(grey[3 * T // 4] > grey[0], f"x̂0 at 3T/4 is a grey average: {grey[3 * T // 4]:.1%} grey pixels vs {grey[0]:.1%}")
+claim(agree[T // 4] > agree[3 * T // 4],
+      f"x̂0 commits as k falls: agrees with the final digit {agree[3 * T // 4]:.0%} at 3T/4, {agree[T // 4]:.0%} at T/4")
+claim(last_tenth < second_tenth, f"loss keeps falling: {second_tenth:.4f} (2nd tenth) -> {last_tenth:.4f} (last tenth)")
 
 # %% [markdown]
 # **Takeaways.** The forward process is a fixed, one-line jump; the network only ever learns to

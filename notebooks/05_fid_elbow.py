@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 5 · FID against w: find the elbow
+# # Lesson 5 · FID against w: the minimum, the elbow, and what FID sees
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/05_fid_elbow.ipynb)
 #
@@ -24,9 +24,11 @@
 # Inception-v3 knows nothing useful about 28×28 digits, so the course uses the 128-dimensional
 # penultimate layer of its own small MNIST classifier instead. The formula and its blind spots
 # stay the same. In this lesson, on lesson 4's guided model:
-# 1. FID against the guidance scale w, with the elbow found and marked;
-# 2. FID against the sample count n: the bias below 5,000;
-# 3. the accuracy-against-FID trade-off.
+# 1. FID against the guidance scale w, with error bars: a V with a minimum;
+# 2. the minimum against the elbow, and the knee of a curve that has one;
+# 3. the samples FID prefers, next to strong guidance;
+# 4. FID against the sample count n: the bias below 5,000;
+# 5. the accuracy-against-FID trade-off.
 #
 # Rules the page insists on, and every number here follows: **report w and n next to every FID**,
 # and give the real-vs-real baseline at the same n so the number has a scale.
@@ -55,14 +57,17 @@ import torch
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
-from academy_diffusion.metrics import class_metrics, fid, find_elbow, real_baseline
-from academy_diffusion.reporting import report, save_figure
+from academy_diffusion.metrics import class_metrics, fid, fid_bootstrap, find_elbow, real_baseline
+from academy_diffusion.plotting import show_rows
+from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import initial_noise, sample
 
 # %% [markdown]
-# ## 1. FID against w
+# ## 1. FID against w, with its own noise
 #
-# For each w: n samples, n/10 of each digit, all from the same starting noise, DDIM-20.
+# For each w: n samples, n/10 of each digit, all from the same starting noise, DDIM-20. One FID
+# is one draw: the bars are 90 % bootstrap intervals (the samples resampled with replacement),
+# the spread a different set of n samples would show.
 
 # %%
 ckpt = course_model("cfg", ctx.profile, ctx.device)
@@ -71,70 +76,117 @@ W_SWEEP = [0, 1, 2, 3, 5, 7, 10]
 n = ctx.profile.sweep_samples
 labels = torch.arange(10).repeat_interleave(n // 10)
 x_T = initial_noise(len(labels), seed=2)
-samples, fids, accs = {}, {}, {}
+samples, fids, accs, lo, hi = {}, {}, {}, {}, {}
 for w in W_SWEEP:
     samples[w] = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=ctx.profile.ddim_steps,
                         labels=labels, w=float(w), x_T=x_T).images
     fids[w] = fid(samples[w], classifier, w=float(w), baseline=(w == W_SWEEP[0]), warn=False)
+    boot = fid_bootstrap(samples[w], classifier, n_boot=40, seed=w)
+    lo[w], hi[w] = np.percentile(boot, 5), np.percentile(boot, 95)
     accs[w] = class_metrics(classifier, samples[w], labels)["accuracy"]
 baseline = fids[W_SWEEP[0]].baseline
 for w in W_SWEEP:
-    print(f"w={w:>2}: FID {fids[w].value:8.2f}   class accuracy {accs[w]:.3f}   (n={fids[w].n})")
+    print(f"w={w:>2}: FID {fids[w].value:8.2f} ({lo[w]:.1f}-{hi[w]:.1f})   class accuracy {accs[w]:.3f}   "
+          f"(n={fids[w].n})")
 print(f"real-vs-real baseline at n={n}: {baseline:.2f}")
 
 fid_curve = np.array([fids[w].value for w in W_SWEEP])
-elbow_w = W_SWEEP[find_elbow(W_SWEEP, fid_curve)]
 best_w = W_SWEEP[int(fid_curve.argmin())]
 fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.plot(W_SWEEP, fid_curve, "o-", label=f"generated (n = {n} per w)")
+ax.errorbar(W_SWEEP, fid_curve, yerr=[fid_curve - [lo[w] for w in W_SWEEP], [hi[w] for w in W_SWEEP] - fid_curve],
+            fmt="o-", capsize=3, label=f"generated (n = {n} per w, 90% bootstrap bars)")
 ax.axhline(baseline, color="gray", ls="--", label=f"real vs real (n = {n})")
-ax.plot([elbow_w], [fids[elbow_w].value], "r*", ms=16, label=f"elbow: w = {elbow_w}")
+ax.plot([best_w], [fids[best_w].value], "r*", ms=16, label=f"lowest FID: w = {best_w}")
 ax.set(xlabel="guidance scale w", ylabel="FID (MNIST-classifier features)", yscale="log",
        title="FID is a curve in w, not a point")
 ax.grid(alpha=0.3)
-ax.legend()
+ax.legend(fontsize=9)
 save_figure(fig, "05_fid_vs_w")
 plt.show()
-report("05_fid_elbow", n_per_w=n, elbow_w=elbow_w, lowest_fid_w=best_w, fid_real_vs_real_same_n=baseline,
+report("05_fid_elbow", n_per_w=n, lowest_fid_w=best_w, fid_real_vs_real_same_n=baseline,
        **{f"fid_w{w}": fids[w].value for w in W_SWEEP}, **{f"accuracy_w{w}": accs[w] for w in W_SWEEP})
 
 # %% [markdown]
-# **How the elbow is found.** `find_elbow` scales both axes to [0, 1], draws the chord from the
-# first point of the curve to the last, and picks the point farthest from it: where the curve
-# bends most. On this curve it marks where adding guidance stops improving FID and starts
-# costing it: to the left, w buys a lot; to the right, it spends diversity for little.
+# **Why FID falls, then rises.** FID compares the mean and the covariance of the samples'
+# features with those of real digits. At w = 0 and 1, many samples are malformed or read as the
+# wrong digit: the feature mean is off, and the covariance is inflated by in-between shapes.
+# Guidance pulls each sample towards what its class looks like, so both move towards the real
+# statistics and FID falls. Past the minimum, guidance keeps pulling: the samples of a class
+# crowd around one prototype, thick-stroked and alike, and the covariance shrinks *below* that
+# of real handwriting. The trace term of FID counts the missing variety, and FID rises again.
+# The curve is a V, and what to report is its minimum, with n, w and the interval.
 #
-# ## 2. FID against the sample count
+# ## 2. Minimum, elbow, knee
+#
+# An *elbow* (or knee) is where a curve that keeps improving starts to improve slowly: the point
+# farthest from the chord between its ends. `find_elbow` finds it. On a V-shaped curve like FID
+# against w the chord method is the wrong tool: the farthest point from the chord is simply the
+# bottom of the V, the minimum. The knee belongs on a curve that saturates, such as class
+# accuracy against w: it marks the w after which more guidance buys little accuracy.
+
+# %%
+knee_w = W_SWEEP[find_elbow(W_SWEEP, [accs[w] for w in W_SWEEP])]
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+ax.plot(W_SWEEP, [accs[w] for w in W_SWEEP], "o-", label="class accuracy")
+ax.plot([W_SWEEP[0], W_SWEEP[-1]], [accs[W_SWEEP[0]], accs[W_SWEEP[-1]]], ":", color="gray", label="chord")
+ax.plot([knee_w], [accs[knee_w]], "r*", ms=16, label=f"knee: w = {knee_w}")
+ax.set(xlabel="guidance scale w", ylabel="class accuracy", title=f"Accuracy saturates (n = {n} per w)")
+ax.grid(alpha=0.3)
+ax.legend()
+save_figure(fig, "05_accuracy_knee")
+plt.show()
+report("05_fid_elbow", accuracy_knee_w=knee_w)
+
+# %% [markdown]
+# ## 3. What FID's choice looks like
+#
+# Samples at the FID minimum and at w = 10, the same eight noises, digit by digit.
+
+# %%
+show = torch.cat([torch.nonzero(labels == d)[:1, 0] for d in range(10)])
+fig = show_rows({f"w={best_w} (lowest FID)": samples[best_w][show], "w=10": samples[10][show]},
+                title="One sample of each digit at the FID minimum and at w = 10 (same x_T per column)")
+save_figure(fig, "05_samples_min_and_w10")
+plt.show()
+
+# %% [markdown]
+# FID_VS_EYE
+#
+# ## 4. FID against the sample count
 #
 # FID is biased: a finite sample's covariance is noisy, and the noise adds to the distance. The
 # real-vs-real baseline (two sets of *real* digits) shows the bias alone: it is nowhere near 0 at
-# small n. Same samples (at the elbow w), subsampled:
+# small n. The generated curve uses the samples at the FID minimum, subsampled; it stops at the
+# n this profile draws (the `full` profile goes to 10,000).
 
 # %%
-ns = [k for k in (100, 250, 500, 1000, 2000, 5000, 10_000) if k <= n]
+ns_real = [100, 250, 500, 1000, 2000, 5000, 10_000]
+ns = [k for k in ns_real if k <= n]
 gen = torch.Generator().manual_seed(0)
-at_n = {}
+gen_at_n = {}
 for k in ns:
     pick = torch.randperm(n, generator=gen)[:k]
-    at_n[k] = (fid(samples[elbow_w][pick], classifier, w=float(elbow_w), baseline=False, warn=False).value,
-               real_baseline(classifier, k))
+    gen_at_n[k] = fid(samples[best_w][pick], classifier, w=float(best_w), baseline=False, warn=False).value
+real_at_n = {k: real_baseline(classifier, k) for k in ns_real}
 fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.plot(ns, [at_n[k][0] for k in ns], "o-", label=f"generated, w = {elbow_w}")
-ax.plot(ns, [at_n[k][1] for k in ns], "s--", color="gray", label="real vs real")
-ax.axvline(5000, color="r", lw=1, ls=":", label="n = 5,000")
+ax.plot(ns, [gen_at_n[k] for k in ns], "o-", label=f"generated, w = {best_w}")
+ax.plot(ns_real, [real_at_n[k] for k in ns_real], "s--", color="gray", label="real vs real")
+ax.axvline(5000, color="r", lw=1, ls=":", label="n = 5,000 (below it, compare only at equal n)")
 ax.set(xscale="log", yscale="log", xlabel="sample count n", ylabel="FID", title="FID depends on n")
 ax.grid(alpha=0.3)
-ax.legend()
+ax.legend(fontsize=9)
 save_figure(fig, "05_fid_vs_n")
 plt.show()
-for k in ns:
-    print(f"n={k:>6}: FID {at_n[k][0]:8.2f} (w={elbow_w})   real-vs-real {at_n[k][1]:6.2f}")
-report("05_fid_elbow", **{f"fid_at_n{k}": at_n[k][0] for k in ns}, **{f"real_vs_real_at_n{k}": at_n[k][1] for k in ns})
+for k in ns_real:
+    shown = f"{gen_at_n[k]:8.2f} (w={best_w})" if k in gen_at_n else "       –"
+    print(f"n={k:>6}: FID {shown}   real-vs-real {real_at_n[k]:6.2f}")
+report("05_fid_elbow", **{f"fid_at_n{k}": gen_at_n[k] for k in ns},
+       **{f"real_vs_real_at_n{k}": real_at_n[k] for k in ns_real})
 
 # %% [markdown]
-# ## 3. Accuracy against FID
+# ## 5. Accuracy against FID
 #
-# Each point is one w. Up and to the left is better on both; the curve shows what you trade.
+# Each point is one w. Left is better FID, up is better accuracy; the curve shows what you trade.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -147,18 +199,20 @@ save_figure(fig, "05_accuracy_vs_fid")
 plt.show()
 
 # %% [markdown]
-# ## 4. Check the claims on numbers
+# ## 6. Check the claims on numbers
 #
-# * FID is a curve in w: its largest value over the sweep is at least 1.5 times its smallest
-#   (a single "FID of the model" would hide that).
-# * The elbow is inside the sweep, not at w = 0 or at w = 10.
-# * FID is biased at small n: the real-vs-real baseline at the smallest n is more than twice that
-#   at the largest n (both sets are real digits: the whole difference is sample-size bias).
+# * FID falls, then rises: the upper end of the interval at the minimum lies below the lower end
+#   of the intervals at w = 0 and at w = 10. A single "FID of the model" hides this.
+# * FID is biased at small n: the real-vs-real baseline at n = 100 is more than twice that at
+#   n = 10,000 (both sets are real digits: the whole difference is sample-size bias).
 #
 # And the blind spot the numbers cannot show: FID compares feature statistics, so a model can
-# match them while drawing ugly strokes. Look at the samples of lesson 4 before trusting a curve.
+# match them while drawing ugly strokes. Look at the samples before trusting a curve (lesson 8
+# builds such a case on purpose).
 
 # %%
-assert fid_curve.max() > 1.5 * fid_curve.min(), fid_curve
-assert W_SWEEP[0] < elbow_w < W_SWEEP[-1], elbow_w
-assert at_n[ns[0]][1] > 2 * at_n[ns[-1]][1], at_n
+claim(hi[best_w] < lo[0] and hi[best_w] < lo[10],
+      f"FID is a V in w: {fids[0].value:.1f} at w = 0, {fids[best_w].value:.1f} at w = {best_w}, "
+      f"{fids[10].value:.1f} at w = 10 (intervals apart)")
+claim(real_at_n[100] > 2 * real_at_n[10_000],
+      f"FID's small-n bias: real-vs-real {real_at_n[100]:.1f} at n = 100, {real_at_n[10_000]:.2f} at n = 10,000")

@@ -46,6 +46,8 @@ from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("06")
 
 # %%
+import copy
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -55,7 +57,8 @@ from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import compare_fids, timestep_sensitivity
 from academy_diffusion.models import TimestepEmbedding
 from academy_diffusion.plotting import plot_losses, show_rows
-from academy_diffusion.reporting import report, save_figure
+from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.training import loss_by_timestep
 from academy_diffusion.samplers import initial_noise, sample
 
 # %% [markdown]
@@ -87,11 +90,40 @@ report("06_dead_timestep_embedding", loss_first_20_dead=d_loss[:20].mean().item(
 
 # %% [markdown]
 # The dead model's loss falls almost as far as the healthy one's. Predicting the noise without
-# knowing t is not hopeless: the amount of noise in x_t is visible in x_t itself, so the network
-# learns to estimate it. The gap between the two curves is small enough to dismiss as a
-# "slightly worse" run. Samples are a different story.
+# knowing t is not hopeless: the amount of noise in x_t is visible in x_t itself (MNIST's
+# background is flat black, so any grain on it is noise), and the network learns to estimate it.
+# The gap between the two curves is small enough to dismiss as a "slightly worse" run.
 #
-# ## 3. Samples and FID
+# ## 3. Where it fails: the loss at each noise level
+#
+# The training curve averages over all t and hides *where* a model is wrong. Here is L_simple at
+# fixed timesteps, on the same 256 test digits and the same noise for both models.
+
+# %%
+probe_x, _ = load_mnist("test", subset=256)
+T_PROBE = [0, 5, 20, 50, 100, 200, 350, 500, 650, 800, 950, 999]
+per_t = {name: loss_by_timestep(ck.model, ck.schedule, probe_x, T_PROBE)
+         for name, ck in (("healthy", healthy), ("dead", dead))}
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for name, losses in per_t.items():
+    ax.plot([t + 1 for t in T_PROBE], losses.numpy(), "o-", label=name)
+ax.set(xscale="log", yscale="log", xlabel="noise level k (log scale)", ylabel="L_simple at that level",
+       title="Loss per timestep: where the dead model pays")
+ax.grid(alpha=0.3)
+ax.legend()
+save_figure(fig, "06_loss_per_timestep")
+plt.show()
+ratio = per_t["dead"] / per_t["healthy"]
+for t, r in zip(T_PROBE, ratio.tolist(), strict=True):
+    print(f"k={t + 1:>4}: dead / healthy loss = {r:6.2f}")
+worst_k = T_PROBE[int(ratio.argmax())] + 1
+report("06_dead_timestep_embedding", worst_ratio_level=worst_k, worst_loss_ratio=ratio.max().item(),
+       **{f"loss_ratio_k{t + 1}": r for t, r in zip(T_PROBE, ratio.tolist(), strict=True)})
+
+# %% [markdown]
+# MECHANISM
+#
+# ## 4. Samples and FID
 #
 # Same sampler and same starting noise for both. FID at the profile's n, with the real-vs-real
 # baseline at the same n.
@@ -115,38 +147,75 @@ report("06_dead_timestep_embedding", n=n, fid_healthy=fids["healthy"].value, fid
        fid_real_vs_real_same_n=fids["healthy"].baseline)
 
 # %% [markdown]
-# ## 4. The health check
+# SAMPLES_TEXT
+#
+# ## 5. The health check
 #
 # `timestep_sensitivity` feeds the *same* noisy images to the model at t = 0, 250, 500, 750, 999
 # and measures which share of its output changes with t. A healthy model must answer differently
 # (at t = 999 almost all of x_t is noise, at t = 0 almost none), so the share is large; a dead
 # embedding gives exactly zero. It costs five forward passes: run it whenever a diffusion model
 # trains slowly or samples badly.
+#
+# A bug is rarely all or nothing, so we also *weaken* the healthy model's embedding: each
+# embedding is blended towards the one of a fixed t = 500, e(t) → (1 − a)·e(t) + a·e(500). At
+# a = 1 the network sees the same embedding for every t: dead again, though not zero.
 
 # %%
+class Blended(torch.nn.Module):
+    """A timestep embedding pulled towards a constant: (1 - a) e(t) + a e(500)."""
+
+    def __init__(self, embedding, a):
+        super().__init__()
+        self.embedding, self.a = embedding, a
+
+    def forward(self, t):
+        return (1 - self.a) * self.embedding(t) + self.a * self.embedding(torch.full_like(t, 500))
+
 images, _ = load_mnist("test", subset=100)
 probe = healthy.schedule.q_sample(images, torch.full((100,), 500), torch.randn_like(images))
 health = {name: timestep_sensitivity(ck.model, probe) for name, ck in (("healthy", healthy), ("dead", dead))}
+BLEND = [0.0, 0.5, 0.9, 0.99, 1.0]
+weakened = {}
+for a in BLEND:
+    model = copy.deepcopy(healthy.model)
+    model.time_embedding = Blended(model.time_embedding, a)
+    weakened[a] = timestep_sensitivity(model, probe)
 for name, v in health.items():
     print(f"{name:>8}: share of the output that depends on t = {v:.4f}")
-report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"], sensitivity_dead=health["dead"])
+for a, v in weakened.items():
+    print(f"  healthy model, embedding blended with a = {a:<4}: {v:.4f}")
+report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"], sensitivity_dead=health["dead"],
+       **{f"sensitivity_blend_{a:g}": v for a, v in weakened.items()})
 
 # %% [markdown]
-# ## 5. Check the claims on numbers
+# The check falls with the embedding's strength and reads zero (up to round-off) whenever t no
+# longer reaches the network, whether the embedding is zero or merely constant.
 #
-# * The dead model's loss fell: its last 200 steps average under half its first 20 (it starts
-#   near 1), like a healthy model's.
-# * Its samples are worse: its FID is higher than the healthy model's at the same n and w
-#   (unguided), by more than the real-vs-real baseline (the size of FID's own noise at this n).
-# * The health check reads (numerically) zero for the dead embedding, and over 0.05 for the
-#   healthy one.
+# ## 6. Check the claims on numbers
+#
+# * The dead model's loss fell like a healthy model's: the mean over its last tenth of steps is
+#   within 50 % of the healthy model's.
+# * It fails unevenly across noise levels: at its worst level its loss is more than twice the
+#   healthy model's.
+# * Its samples are worse: its FID is higher than the healthy model's at the same n (unguided),
+#   by more than three times the real-vs-real baseline (the size of FID's own noise at this n).
+# * The health check reads (numerically) zero for the dead embedding and the fully blended one,
+#   over 0.05 for the healthy one, and falls as the embedding is weakened.
 
 # %%
-assert d_loss[-200:].mean() < 0.5 * d_loss[:20].mean()
-assert fids["dead"].value > fids["healthy"].value + fids["healthy"].baseline, fids
-assert health["dead"] < 1e-8 and health["healthy"] > 0.05, health
+tenth = len(d_loss) // 10
+d_end, h_end = d_loss[-tenth:].mean().item(), h_loss[-tenth:].mean().item()
+claim(d_end < 1.5 * h_end, f"the dead model's loss fell too: {d_end:.4f} vs healthy {h_end:.4f} (last tenth)")
+claim(ratio.max().item() > 2, f"it pays at some noise levels: loss {ratio.max():.1f}x the healthy one's at k={worst_k}")
+claim(fids["dead"].value > fids["healthy"].value + 3 * fids["healthy"].baseline,
+      f"its samples are worse: FID {fids['dead'].value:.1f} vs {fids['healthy'].value:.1f} (n={n})")
+claim(health["dead"] < 1e-8 and weakened[1.0] < 1e-8 and health["healthy"] > 0.05,
+      f"the health check separates them: {health['healthy']:.4f} healthy, {health['dead']:.1e} dead")
+claim(all(weakened[a] > weakened[b] for a, b in zip(BLEND[:-1], BLEND[1:], strict=True)),
+      "the check falls as the embedding weakens: " + ", ".join(f"{weakened[a]:.4f}" for a in BLEND))
 
 # %% [markdown]
 # **Takeaways.** A falling loss does not prove the network uses t. When training converges
-# slowly or samples smear, check the timestep embedding first: it is the one input that tells a
-# single network which of its 1,000 jobs to do.
+# slowly or samples look wrong, check the timestep embedding first: it is the one input that
+# tells a single network which of its 1,000 jobs to do.

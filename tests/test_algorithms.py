@@ -284,3 +284,21 @@ def test_within_class_spread_by_hand():
     assert metrics.within_class_spread(f, y) == pytest.approx(2.5)
     with pytest.raises(ValueError, match="two samples"):
         metrics.within_class_spread(f[:1], y[:1])
+
+
+def test_precision_recall_on_synthetic_features_with_a_known_answer():
+    """Real: two well-separated clusters. A fake set covering one cluster only has full precision and
+    half the recall; a fake set of outliers has no precision; the real set itself has both near 1."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 4, generator=gen), torch.randn(200, 4, generator=gen) + 50
+    real = torch.cat([a, b])
+    one_mode = torch.randn(200, 4, generator=gen)  # cluster a only
+    pr = metrics.precision_recall(real, one_mode, k=3)
+    assert pr["precision"] > 0.9 and 0.35 <= pr["recall"] <= 0.5, pr  # cluster b (half the data) is missed
+    outliers = torch.randn(100, 4, generator=gen) + 25  # half-way between the clusters
+    assert metrics.precision_recall(real, outliers, k=3)["precision"] == 0.0
+    same = metrics.precision_recall(real, torch.cat([torch.randn(200, 4, generator=gen),
+                                                     torch.randn(200, 4, generator=gen) + 50]), k=3)
+    assert same["precision"] > 0.85 and same["recall"] > 0.85, same
+    with pytest.raises(ValueError, match="more than k"):
+        metrics.precision_recall(real, one_mode[:3], k=3)

@@ -2,6 +2,7 @@
 outputs, with one identical setup cell, and each checks its claims with assertions.
 (The lessons themselves run under nbval as part of the same test command.)"""
 
+import ast
 import re
 from pathlib import Path
 
@@ -48,8 +49,61 @@ def test_one_setup_cell_everywhere():
     assert "PACKAGE" in install and "torch" not in install, "install the package (never torch)"
 
 
+def vacuous_claims(code: str) -> list[str]:
+    """The lesson's claims (``claim(...)`` and ``assert``) that cannot fail, each with the reason.
+
+    Caught: a comparison of an expression with itself; a claim on a constant; ``x.max() > k * x.min()``
+    on one curve (true for any curve with a spread once k is small, and guaranteed when the sweep
+    includes a bad end); an elbow (from ``find_elbow``) compared with the ends of its own sweep (the
+    chord's ends are on the curve, so the farthest point is never an end unless all are).
+    """
+    tree = ast.parse(code)
+    elbows = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+              and "find_elbow" in ast.unparse(node.value) for t in node.targets if isinstance(t, ast.Name)}
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            test = node.test
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "claim" and node.args:
+            test = node.args[0]
+        else:
+            continue
+        text = ast.unparse(test)
+        if isinstance(test, ast.Constant):
+            problems.append(f"{text}: a constant")
+        for cmp in (n for n in ast.walk(test) if isinstance(n, ast.Compare)):
+            sides = [cmp.left, *cmp.comparators]
+            dumps = [ast.dump(x) for x in sides]
+            if len(set(dumps)) < len(dumps):
+                problems.append(f"{text}: compares an expression with itself")
+            calls = [ast.unparse(x) for x in sides]
+            for a in calls:
+                if a.endswith(".max()") and any(b.endswith(a[:-6] + ".min()") for b in calls):
+                    problems.append(f"{text}: the max of a curve against a multiple of its own min")
+            names = {n.id for x in sides for n in ast.walk(x) if isinstance(n, ast.Name)}
+            if names & elbows and any(re.search(r"\[(0|-1)\]", c) for c in calls):
+                problems.append(f"{text}: an elbow against the ends of its own sweep")
+    return problems
+
+
+def test_the_claim_lint_catches_claims_that_cannot_fail():
+    """The lint is itself tested on the vacuous checks the lessons used to make."""
+    old = """
+elbow_w = W_SWEEP[find_elbow(W_SWEEP, fid_curve)]
+assert W_SWEEP[0] < elbow_w < W_SWEEP[-1], elbow_w
+assert fid_curve.max() > 1.5 * fid_curve.min(), fid_curve
+claim(acc == acc, "same")
+claim(True, "always")
+"""
+    found = vacuous_claims(old)
+    assert len(found) == 4 and "ends of its own sweep" in found[0] and "own min" in found[1], found
+    assert vacuous_claims("claim(fid_dead > fid_healthy + 3 * baseline, 'ok')") == []
+
+
 @pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)
 def test_each_lesson_checks_its_claims(source):
     code = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "code")
-    assert code.count("assert ") >= 2, f"{source.name} must assert its teaching claims on measured values"
+    code = "\n".join(line for line in code.splitlines() if not line.startswith(("%", "!")))
+    assert code.count("claim(") >= 2, f"{source.name} must check its teaching claims on measured values (claim)"
     assert "report(" in code, f"{source.name} must report its measured numbers"
+    assert vacuous_claims(code) == [], f"{source.name} has claims that cannot fail"
