@@ -1,11 +1,13 @@
 """Sampling: run the trained noise predictor backwards from pure noise.
 
 Training asks the network one question at a random t; sampling asks it T questions in a row,
-feeding each answer back in. Two samplers share the same network:
+feeding each answer back in. Three samplers share the same network:
 
 * DDPM (ancestral): every one of the T steps, adding fresh noise at each (stochastic).
 * DDIM: any subsequence of the timesteps; with ``eta = 0`` it is deterministic, so the same
   starting noise always gives the same image, and 20 steps get close to 1000.
+* DPM-Solver++(2M): a second-order multistep solver of the same deterministic ODE as DDIM,
+  using the last two estimates of x_0; about 10 steps get where DDIM needs 20 or more.
 
 Timestep convention: code index t in 0..T-1 (see :mod:`academy_diffusion.schedules`). The
 sampler's state before the step at code index t is the page's x_{t+1}; the trajectory
@@ -27,6 +29,8 @@ from tqdm.auto import tqdm
 
 from .device import autocast, sample_batch_size, synchronize
 from .schedules import Schedule
+
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 
 class ScheduleMismatchError(ValueError):
@@ -150,6 +154,40 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
 
 
+def dpm_timesteps(T: int, steps: int) -> list[int]:
+    """DPM-Solver's ``steps`` code indices: ``linspace(0, T - 1, steps + 1)`` rounded, reversed, without 0
+    (diffusers' "linspace" spacing). The last step goes from the smallest of them to the clean image."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    return torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round().long().flip(0)[:-1].tolist()
+
+
+def dpm_solver_pp_step(schedule: Schedule, x_t, t: int, t_next: int, x0_hat, previous=None):
+    """One DPM-Solver++(2M) step from code index ``t`` to ``t_next`` (``-1``: the clean image).
+
+    With alpha = sqrt(abar), sigma = sqrt(1 - abar) and lambda = log(alpha / sigma) (half the
+    log-SNR), h = lambda_next - lambda_t and, for the first step, D = x0_hat (first order, which
+    is DDIM's update):
+
+        x_next = (sigma_next / sigma_t) x_t - alpha_next (exp(-h) - 1) D
+
+    Afterwards D also uses ``previous = (x0_hat_prev, t_prev)``, the estimate one step earlier:
+    with r = h_prev / h, D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev (second order). The step to
+    the clean image (sigma = 0, h infinite) is first order and returns x0_hat.
+    """
+    if t_next < 0:
+        return x0_hat
+    lam = 0.5 * schedule.log_snr.double()
+    alpha, sigma = schedule.sqrt_alpha_bars.double(), schedule.sqrt_one_minus_alpha_bars.double()
+    h = lam[t_next] - lam[t]
+    d = x0_hat
+    if previous is not None:
+        x0_prev, t_prev = previous
+        r = (lam[t] - lam[t_prev]) / h
+        d = (1 + 1 / (2 * r)).float() * x0_hat - (1 / (2 * r)).float() * x0_prev
+    return (sigma[t_next] / sigma[t]).float() * x_t - (alpha[t_next] * torch.expm1(-h)).float() * d
+
+
 def check_schedule(model: nn.Module, schedule: Schedule, allow_mismatch: bool = False) -> None:
     """Raise :class:`ScheduleMismatchError` when ``model`` was trained with another schedule."""
     trained = getattr(model, "schedule_config", None)
@@ -184,8 +222,9 @@ def sample(
     """Generate ``n`` images with DDPM or DDIM, optionally class-conditional and guided.
 
     Args:
-        sampler: ``"ddpm"`` (all T steps; ``variance`` picks beta or beta-tilde) or ``"ddim"``
-            (``steps`` evenly spaced timesteps, default 50; ``eta`` 0 = deterministic).
+        sampler: ``"ddpm"`` (all T steps; ``variance`` picks beta or beta-tilde), ``"ddim"``
+            (``steps`` evenly spaced timesteps, default 50; ``eta`` 0 = deterministic) or
+            ``"dpm++2m"`` (DPM-Solver++(2M), ``steps`` network evaluations, default 20).
         labels: ``[n]`` digit labels for a class-conditional model; ``w``: guidance scale.
         seed: seeds x_T (see :func:`initial_noise`) and the per-step noise.
         x_T: the starting noise ``[n, C, H, W]``, instead of drawing it from ``seed``.
@@ -201,12 +240,17 @@ def sample(
         :class:`SampleResult` with images ``[n, C, H, W]`` on the CPU.
     """
     check_schedule(model, schedule, allow_schedule_mismatch)
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     device = next(model.parameters()).device
     schedule = schedule.to(device)
     T = schedule.T
-    timesteps = list(range(T - 1, -1, -1)) if sampler == "ddpm" else ddim_timesteps(T, steps or 50)
+    if sampler == "ddpm":
+        timesteps = list(range(T - 1, -1, -1))
+    elif sampler == "ddim":
+        timesteps = ddim_timesteps(T, steps or 50)
+    else:
+        timesteps = dpm_timesteps(T, steps or 20)
     if x_T is None:
         x_T = initial_noise(n, seed, (model.in_channels, 28, 28))
     if len(x_T) != n:
@@ -229,16 +273,21 @@ def sample(
         states = {T: x.cpu()} if T in wanted else {}
         x0_hats = {}
         todo = sorted(wanted - {T}, reverse=True)
+        previous = None  # DPM-Solver++'s estimate of x0 one step earlier, and its timestep
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             with autocast(device):
                 eps = predict_noise(model, x, torch.full((len(x),), t, device=device), y, w)
-            noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or eta > 0) else None
+            noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or (sampler == "ddim" and eta > 0)) else None
             x_prev_input = x
             if sampler == "ddpm":
                 x = ddpm_step(schedule, x, t, eps, noise, variance, clip_x0)
-            else:
+            elif sampler == "ddim":
                 x = ddim_step(schedule, x, t, t_prev, eps, eta, noise, clip_x0)
+            else:
+                x0_hat = predict_x0(schedule, x, t, eps, clip_x0)
+                x = dpm_solver_pp_step(schedule, x, t, t_prev, x0_hat, previous)
+                previous = (x0_hat, t)
             level = t_prev + 1
             if todo and todo[0] >= level:  # record every requested level this step reached
                 x0_hat = predict_x0(schedule, x_prev_input, t, eps, clip_x0).float().cpu()

@@ -9,6 +9,8 @@ from academy_diffusion.samplers import (
     ddim_timesteps,
     ddpm_posterior,
     ddpm_step,
+    dpm_solver_pp_step,
+    dpm_timesteps,
     initial_noise,
     predict_noise,
     predict_x0,
@@ -168,3 +170,47 @@ def test_bad_sampler_inputs(tiny_model, tiny_cond_model, linear_schedule):
         sample(tiny_model, linear_schedule, 3, sampler="ddim", steps=2, x_T=initial_noise(2, 0), progress=False)
     with pytest.raises(ValueError, match="variance"):
         ddpm_posterior(linear_schedule, torch.zeros(1, 1, 4, 4), 3, torch.zeros(1, 1, 4, 4), "large")
+
+
+class _OracleModel(torch.nn.Module):
+    """A stand-in noise predictor that depends on x and t (so that solver errors show)."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_channels = 1
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y=None):
+        return torch.tanh(x) * 0.7 + torch.sin(t.float() / 137.0).view(-1, 1, 1, 1) * 0.3
+
+
+@pytest.mark.parametrize("schedule_name,diffusers_name", [("linear", "linear"), ("cosine", "squaredcos_cap_v2")])
+@pytest.mark.parametrize("steps", [5, 10, 20])
+def test_dpm_solver_pp_matches_diffusers(schedule_name, diffusers_name, steps):
+    """diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2) as the oracle: the same model outputs
+    give the same timesteps, the same steps and the same final image."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    schedule = make_schedule(schedule_name, 1000)
+    ref = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule=diffusers_name,
+                                      beta_start=1e-4, beta_end=0.02, algorithm_type="dpmsolver++",
+                                      solver_order=2, prediction_type="epsilon", final_sigmas_type="zero")
+    ref.set_timesteps(steps)
+    assert ref.timesteps.tolist() == dpm_timesteps(1000, steps)
+    model = _OracleModel()
+    x = initial_noise(3, 0).double()
+    with torch.no_grad():
+        for t in ref.timesteps:
+            eps = model(x.float(), torch.full((3,), int(t))).double()
+            x = ref.step(eps, t, x).prev_sample
+        ours = sample(model, schedule, 3, sampler="dpm++2m", steps=steps, seed=0, clip_x0=False, progress=False)
+    torch.testing.assert_close(ours.images, x.float(), rtol=2e-4, atol=2e-4)
+
+
+def test_dpm_solver_first_step_is_ddim_and_last_returns_x0():
+    schedule = make_schedule("linear", 1000)
+    x, x0 = torch.randn(2, 1, 28, 28), torch.randn(2, 1, 28, 28).clamp(-1, 1)
+    eps = (x - schedule.sqrt_alpha_bars[900] * x0) / schedule.sqrt_one_minus_alpha_bars[900]
+    torch.testing.assert_close(dpm_solver_pp_step(schedule, x, 900, 700, x0),
+                               ddim_step(schedule, x, 900, 700, eps), rtol=1e-4, atol=1e-4)
+    assert torch.equal(dpm_solver_pp_step(schedule, x, 50, -1, x0, previous=(x0 * 0, 100)), x0)
