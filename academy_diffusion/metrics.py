@@ -242,6 +242,39 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict
     return {"precision": precision, "recall": recall}
 
 
+# --- mode coverage by clustering ----------------------------------------------------------------
+
+def kmeans(features: torch.Tensor, k: int = 10, iters: int = 50, seed: int = 0) -> torch.Tensor:
+    """Centres ``[k, D]`` of Lloyd's k-means on ``features [N, D]`` (k-means++ start, seeded)."""
+    x = features.double().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=gen)]
+    while len(centres) < k:  # k-means++: the next centre far from those chosen
+        d2 = torch.cdist(x, centres).min(dim=1).values ** 2
+        centres = torch.cat([centres, x[torch.multinomial(d2 / d2.sum(), 1, generator=gen)]])
+    for _ in range(iters):
+        assign = torch.cdist(x, centres).argmin(dim=1)
+        new = torch.stack([x[assign == c].mean(0) if (assign == c).any() else centres[c] for c in range(k)])
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def cluster_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 10, min_share: float = 0.2,
+                     seed: int = 0) -> dict:
+    """Mode coverage: cluster the *real* features ``[N, D]`` with k-means, assign both sets to the clusters.
+
+    Returns ``real_shares`` and ``fake_shares`` (``[k]`` lists) and ``covered``: the number of
+    clusters whose share among the samples is at least ``min_share`` times their share among
+    real digits. A collapsed generator leaves clusters empty even when its samples look fine.
+    """
+    centres = kmeans(real, k, seed=seed)
+    share = lambda f: torch.bincount(torch.cdist(f.double().cpu(), centres).argmin(1), minlength=k).double() / len(f)
+    r, f = share(real), share(fake)
+    return {"real_shares": r.tolist(), "fake_shares": f.tolist(), "covered": int((f >= min_share * r).sum())}
+
+
 # --- elbow -------------------------------------------------------------------------------------
 
 def find_elbow(x, y) -> int:

@@ -173,7 +173,7 @@ def main(argv=None) -> None:
                                        "code_version": version, "sha256": file_sha256(SHIPPED)})
     if not args.measure_only:
         profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, args.epochs,
-                          args.batch_size, 2e-3, args.eval_n, 20, 64, 500, False, 0)
+                          args.batch_size, 2e-3, args.eval_n, 20, 64, 500, 200, False, 0)
         for kind in args.kinds:
             pretrain_one(kind, profile, device, version)
     if args.no_measure:

@@ -278,7 +278,8 @@ def sample(
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             with autocast(device):
                 eps = predict_noise(model, x, torch.full((len(x),), t, device=device), y, w)
-            noise = torch.randn(x.shape, device=device, generator=gen) if (sampler == "ddpm" or (sampler == "ddim" and eta > 0)) else None
+            stochastic = sampler == "ddpm" or (sampler == "ddim" and eta > 0)
+            noise = torch.randn(x.shape, device=device, generator=gen) if stochastic else None
             x_prev_input = x
             if sampler == "ddpm":
                 x = ddpm_step(schedule, x, t, eps, noise, variance, clip_x0)

@@ -1,5 +1,6 @@
 """Interactive explorers for the lessons (ipywidgets): scrub a sampling trajectory, turn the
-guidance knob. Both show PNG images, so they render in JupyterLab, Colab and VS Code alike."""
+guidance knob, judge pairs of sample grids against FID. All show PNG images, so they render in
+JupyterLab, Colab and VS Code alike."""
 
 from __future__ import annotations
 
@@ -50,3 +51,67 @@ def guidance_explorer(model, schedule, steps: int = 20, n: int = 8, seed: int = 
     digit.observe(update, names="value")
     update()
     return W.VBox([W.HBox([w_slider, digit]), caption, image])
+
+
+class PairwiseStudy:
+    """A small human evaluation: pairs of sample sets, a rater picks the better one of each pair.
+
+    ``pairs`` is a list of ``(name_a, images_a, name_b, images_b)``; ``fid`` maps each name to its
+    FID. :meth:`record` takes ``"a"`` or ``"b"`` for the current pair; :meth:`agreement` is the
+    share of decided pairs where the rater preferred the set with the lower FID. The widget
+    (:meth:`widget`) is the person's way in; :meth:`run` takes a scripted rater (CI's way in).
+    """
+
+    def __init__(self, pairs: list, fid: dict):
+        self.pairs, self.fid, self.choices = pairs, fid, []
+
+    @property
+    def done(self) -> bool:
+        return len(self.choices) == len(self.pairs)
+
+    def record(self, choice: str) -> None:
+        if choice not in ("a", "b"):
+            raise ValueError(f"choice must be 'a' or 'b', got {choice!r}")
+        if self.done:
+            raise ValueError("every pair has been judged already")
+        self.choices.append(choice)
+
+    def fid_prefers(self, i: int) -> str:
+        name_a, _, name_b, _ = self.pairs[i]
+        return "a" if self.fid[name_a] < self.fid[name_b] else "b"
+
+    def agreement(self) -> float:
+        """Share of judged pairs where the rater and FID agree (NaN before the first judgement)."""
+        if not self.choices:
+            return float("nan")
+        return sum(c == self.fid_prefers(i) for i, c in enumerate(self.choices)) / len(self.choices)
+
+    def run(self, rater) -> float:
+        """Judge every remaining pair with ``rater(images_a, images_b) -> "a" | "b"``; returns agreement()."""
+        while not self.done:
+            _, a, _, b = self.pairs[len(self.choices)]
+            self.record(rater(a, b))
+        return self.agreement()
+
+    def widget(self, nrow: int = 8) -> W.VBox:
+        """Two grids side by side, a button under each; the tally appears when every pair is judged."""
+        left, right = W.Image(format="png"), W.Image(format="png")
+        pick_a, pick_b = W.Button(description="left is better"), W.Button(description="right is better")
+        status = W.HTML()
+
+        def show():
+            if self.done:
+                left.value = right.value = b""
+                pick_a.disabled = pick_b.disabled = True
+                preferred = [self.pairs[i][0 if self.fid_prefers(i) == "a" else 2] for i in range(len(self.pairs))]
+                status.value = (f"<b>You agreed with FID on {self.agreement():.0%} of {len(self.pairs)} pairs.</b> "
+                                "FID preferred: " + ", ".join(f"pair {i + 1}: {p}" for i, p in enumerate(preferred)))
+                return
+            _, a, _, b = self.pairs[len(self.choices)]
+            left.value, right.value = png_bytes(a, nrow), png_bytes(b, nrow)
+            status.value = f"pair {len(self.choices) + 1} of {len(self.pairs)}: which set looks more like real digits?"
+
+        pick_a.on_click(lambda _: (self.record("a"), show()))
+        pick_b.on_click(lambda _: (self.record("b"), show()))
+        show()
+        return W.VBox([status, W.HBox([W.VBox([left, pick_a]), W.VBox([right, pick_b])])])

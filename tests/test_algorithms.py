@@ -302,3 +302,31 @@ def test_precision_recall_on_synthetic_features_with_a_known_answer():
     assert same["precision"] > 0.85 and same["recall"] > 0.85, same
     with pytest.raises(ValueError, match="more than k"):
         metrics.precision_recall(real, one_mode[:3], k=3)
+
+
+def test_kmeans_and_cluster_coverage_find_a_missing_mode():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
+    real = torch.cat([c + torch.randn(100, 2, generator=gen) for c in centres])
+    found = metrics.kmeans(real, 4, seed=1)
+    assert torch.cdist(found.float(), centres).min(dim=1).values.max() < 1.0, "k-means finds the four blobs"
+    healthy = torch.cat([c + torch.randn(50, 2, generator=gen) for c in centres])
+    collapsed = torch.cat([c + torch.randn(50, 2, generator=gen) for c in centres[:3]])  # one mode missing
+    assert metrics.cluster_coverage(real, healthy, k=4)["covered"] == 4
+    cov = metrics.cluster_coverage(real, collapsed, k=4)
+    assert cov["covered"] == 3 and sorted(cov["fake_shares"])[0] == 0.0 and sum(cov["real_shares"]) == 1.0
+
+
+def test_pairwise_study_tallies_agreement_with_fid():
+    from academy_diffusion.widgets import PairwiseStudy
+
+    img = torch.zeros(2, 1, 28, 28)
+    study = PairwiseStudy([("good", img, "bad", img), ("stamped", img, "clean", img), ("x", img, "y", img)],
+                          {"good": 5.0, "bad": 50.0, "stamped": 10.0, "clean": 30.0, "x": 1.0, "y": 2.0})
+    assert np.isnan(study.agreement())
+    answers = iter(["a", "b", "b"])  # agrees, disagrees (prefers the clean set FID ranks worse), disagrees
+    assert study.run(lambda a, b: next(answers)) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="already"):
+        study.record("a")
+    box = PairwiseStudy(study.pairs, study.fid).widget()
+    assert "pair 1 of 3" in box.children[0].value

@@ -1,16 +1,65 @@
-"""Every exercise check accepts a right answer and rejects the plausible wrong ones.
-A check that accepts a wrong answer is a bug."""
+"""Every exercise check accepts differently written right answers and rejects plausible wrong ones,
+each with the message that names its mistake. The right answers are written here independently of
+the package (loops, other formulations, float32, in place), so no check is compared with itself."""
 
 import math
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
-from academy_diffusion import checks, metrics, samplers, schedules
+from academy_diffusion import checks
 from academy_diffusion.checks import CheckFailed
 
+# --- independent building blocks ------------------------------------------------------------------
+
+
+def _abar(alpha_bars, t):
+    return alpha_bars[t].view(-1, 1, 1, 1)
+
+
+def q_loop(x0, t, noise, alpha_bars):  # one image at a time, math.sqrt on Python floats
+    out = torch.empty_like(x0)
+    for i in range(len(x0)):
+        a = float(alpha_bars[int(t[i])])
+        out[i] = math.sqrt(a) * x0[i] + math.sqrt(1 - a) * noise[i]
+    return out
+
+
+def q_vec(x0, t, noise, alpha_bars):
+    a = _abar(alpha_bars, t)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def q_f32(x0, t, noise, alpha_bars):
+    a = _abar(alpha_bars.float(), t).float()
+    return (torch.sqrt(a) * x0.float() + torch.sqrt(1 - a) * noise.float()).float()
+
+
+def _q_bad(kind):
+    def fn(x0, t, noise, ab):
+        if kind == "early":
+            a = torch.cat([torch.ones(1), ab[:-1]])[t].view(-1, 1, 1, 1)
+        elif kind == "late":
+            a = ab[(t + 1).clamp(max=len(ab) - 1)].view(-1, 1, 1, 1)
+        elif kind == "alpha":
+            a = (ab / torch.cat([torch.ones(1), ab[:-1]]))[t].view(-1, 1, 1, 1)
+        elif kind == "nosqrt":
+            a = _abar(ab, t)
+            return a * x0 + (1 - a) * noise
+        elif kind == "swap":
+            a = _abar(ab, t)
+            return a.sqrt() * noise + (1 - a).sqrt() * x0
+        elif kind == "noreshape":
+            a = ab[t]
+            return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        elif kind == "first_t":
+            a = ab[t[0]]
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+    return fn
+
+
+# --- checks ---------------------------------------------------------------------------------------
 
 def _expect_fail(check, fn, *words):
     with pytest.raises(CheckFailed) as err:
@@ -19,201 +68,461 @@ def _expect_fail(check, fn, *words):
         assert w in str(err.value), f"message {str(err.value)!r} should mention {w!r}"
 
 
-# --- q_sample ----------------------------------------------------------------------------------
-
-def _q(abar_index):
-    def q_sample(x0, t, noise, alpha_bars):
-        a = abar_index(alpha_bars, t).view(-1, 1, 1, 1)
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
-    return q_sample
-
-
-def test_q_sample_check():
-    checks.check_q_sample(_q(lambda ab, t: ab[t]))
-    prev = torch.cat([torch.ones(1), schedules.make_schedule("linear").alpha_bars[:-1]])
-    _expect_fail(checks.check_q_sample, _q(lambda ab, t: prev[t]), "too early")
-    _expect_fail(checks.check_q_sample, _q(lambda ab, t: ab[(t + 1).clamp(max=999)]), "too late")
-    alphas = schedules.make_schedule("linear").alphas
-    _expect_fail(checks.check_q_sample, _q(lambda ab, t: alphas[t]), "product")
-    no_sqrt = lambda x0, t, n, ab: ab[t].view(-1, 1, 1, 1) * x0 + (1 - ab[t]).view(-1, 1, 1, 1) * n
-    _expect_fail(checks.check_q_sample, no_sqrt, "square roots")
-    swapped = lambda x0, t, n, ab: ab[t].sqrt().view(-1, 1, 1, 1) * n + (1 - ab[t]).sqrt().view(-1, 1, 1, 1) * x0
-    _expect_fail(checks.check_q_sample, swapped, "swapped")
-    _expect_fail(checks.check_q_sample, lambda x0, t, n, ab: x0.numpy(), "torch.Tensor")
-
-
-def _l_simple(target="noise", reduce="mean", feed="x_t", detach=False):
+def _l_simple(target="noise", reduce="mean", feed="x_t", detach=False, backward=False, shift=0):
     def l_simple(model, x0, t, noise, alpha_bars):
-        a = alpha_bars[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = model(x_t if feed == "x_t" else x0, t)
+        x_t = q_vec(x0, t, noise, alpha_bars)
+        pred = model(x_t if feed == "x_t" else x0, t + shift)
         err = ((noise if target == "noise" else x0) - pred) ** 2
-        loss = err.mean() if reduce == "mean" else err.sum()
+        loss = err.mean() if reduce == "mean" else err.sum() if reduce == "sum" else err.mean().sqrt()
+        if backward:
+            loss.backward()
         return loss.detach() if detach else loss
     return l_simple
 
 
-def test_l_simple_check():
-    checks.check_l_simple(_l_simple())
-    _expect_fail(checks.check_l_simple, _l_simple(target="x0"), "target is ε")
-    _expect_fail(checks.check_l_simple, _l_simple(reduce="sum"), "not the sum")
-    _expect_fail(checks.check_l_simple, _l_simple(feed="x0"), "clean x0")
-    _expect_fail(checks.check_l_simple, _l_simple(detach=True), "gradient")
+def _l_simple_functional(model, x0, t, noise, alpha_bars):
+    return torch.nn.functional.mse_loss(model(q_loop(x0, t, noise, alpha_bars), t), noise)
 
 
-# --- cosine schedule ---------------------------------------------------------------------------
-
-def _cosine(shift=0, cap=True, s_off=0.008):
-    def cosine_betas(T, s=0.008, max_beta=0.999):
-        f = lambda u: math.cos((u + s_off) / (1 + s_off) * math.pi / 2) ** 2
-        betas = [1 - f((t + 1 - shift) / T) / f((t - shift) / T) if t - shift >= 0 else 0.0 for t in range(T)]
-        return torch.tensor([min(b, max_beta) if cap else b for b in betas], dtype=torch.float64)
-    return cosine_betas
-
-
-def test_cosine_check():
-    checks.check_cosine_betas(_cosine())
-    checks.check_cosine_betas(lambda T, s=0.008, max_beta=0.999: schedules.cosine_betas(T, s, max_beta))
-    _expect_fail(checks.check_cosine_betas, lambda T: schedules.linear_betas(T), "linear")
-    _expect_fail(checks.check_cosine_betas, _cosine(shift=1), "t = 0", "one step late")
-    _expect_fail(checks.check_cosine_betas, _cosine(cap=False), "0.999")
-    _expect_fail(checks.check_cosine_betas, _cosine(s_off=0.0), "offset")
-    _expect_fail(checks.check_cosine_betas, lambda T: schedules.cosine_betas(T)[torch.arange(T) // 2 * 2], "differs")
+def _ddpm(kind="right"):
+    def fn(x_t, eps, t, betas, alpha_bars, noise, variance):
+        b, ab = betas[t].double(), alpha_bars[t].double()
+        ab_prev = alpha_bars[t - 1].double() if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+        a = 1 - b
+        coef = b / (1 - ab).sqrt() if kind != "nosqrt" else b / (1 - ab)
+        mean = (x_t.double() - coef * eps.double()) / a.sqrt()
+        var = b if variance == "beta" else (1 - ab_prev) / (1 - ab) * b
+        if kind == "swapvar":
+            var = (1 - ab_prev) / (1 - ab) * b if variance == "beta" else b
+        std = var.sqrt() if kind != "varnotstd" else var
+        add_noise = t > 0 or kind == "noise_at_0"
+        if kind == "meanonly":
+            add_noise = False
+        return (mean + std * noise.double() if add_noise else mean).float()
+    return fn
 
 
-# --- DDIM --------------------------------------------------------------------------------------
+def _ddpm_posterior_form(x_t, eps, t, betas, alpha_bars, noise, variance):
+    """Through x0_hat and the posterior coefficients (another formulation of the same step)."""
+    ab = alpha_bars.double()
+    ab_prev = ab[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+    x0 = (x_t - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
+    mean = ab_prev.sqrt() * betas[t] / (1 - ab[t]) * x0 + (1 - betas[t]).sqrt() * (1 - ab_prev) / (1 - ab[t]) * x_t
+    var = betas[t] if variance == "beta" else (1 - ab_prev) / (1 - ab[t]) * betas[t]
+    return mean + var.sqrt() * noise if t > 0 else mean
+
+
+def _train_step(kind="right"):
+    def fn(model, optimizer, x0, alpha_bars, generator):
+        T = len(alpha_bars)
+        if kind == "noise_first":
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(0, T, (len(x0),), generator=generator)
+        else:
+            t = torch.randint(1 if kind == "t_from_1" else 0, T + (1 if kind == "t_to_T" else 0), (len(x0),),
+                              generator=generator)
+            noise = torch.randn(x0.shape, generator=generator)
+        x_t = q_vec(x0, t.clamp(max=T - 1), noise, alpha_bars)
+        loss = ((noise - model(x_t, t)) ** 2).mean()
+        if kind != "no_zero_grad":
+            optimizer.zero_grad()
+        loss.backward()
+        if kind != "no_step":
+            optimizer.step()
+        return loss.item() if kind != "tensor" else loss
+    return fn
+
+
+def _train_step_with_mse(model, optimizer, x0, alpha_bars, generator):
+    t = torch.randint(0, alpha_bars.shape[0], (x0.shape[0],), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.mse_loss(model(q_loop(x0, t, noise, alpha_bars), t), noise)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _ema(kind="right"):
+    def fn(ema, model, decay):
+        with torch.no_grad():
+            for e, m in zip(ema.parameters(), model.parameters(), strict=True):
+                if kind == "right":
+                    e.mul_(decay).add_(m, alpha=1 - decay)
+                elif kind == "swapped":
+                    e.mul_(1 - decay).add_(m, alpha=decay)
+                elif kind == "rebind":
+                    e = decay * e + (1 - decay) * m  # noqa: PLW2901 (the mistake under test)
+                elif kind == "copy":
+                    e.copy_(m)
+                elif kind == "no_decay":
+                    e.add_(m, alpha=1 - decay)
+    return fn
+
+
+def _ema_lerp(ema, model, decay):
+    for e, m in zip(ema.parameters(), model.parameters(), strict=True):
+        e.data = torch.lerp(e.data, m.data, 1 - decay)
+
+
+def _cosine(kind="right", dtype=torch.float64):
+    def fn(T, s=0.008, max_beta=0.999):
+        if kind == "hardcoded_s":
+            s = 0.008
+        if kind == "hardcoded_cap":
+            max_beta = 0.999
+        u = torch.arange(T + 1, dtype=dtype) / T
+        angle = (u + s) / (1 + s) * math.pi / 2
+        abar = {"sin": torch.sin(angle) ** 2, "unsquared": torch.cos(angle),
+                "no_pi": torch.cos((u + s) / (1 + s)) ** 2}.get(kind, torch.cos(angle) ** 2)
+        betas = 1 - abar[1:] / abar[:-1]
+        if kind == "late":
+            betas = torch.cat([torch.zeros(1, dtype=dtype), betas[:-1]])
+        return betas if kind == "nocap" else betas.clamp(max=max_beta)
+    return fn
+
+
+def _cosine_loop(T, s=0.008, max_beta=0.999):
+    f = lambda k: math.cos((k / T + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.tensor([min(1 - f(k + 1) / f(k), max_beta) for k in range(T)], dtype=torch.float64)
+
 
 def _ddim(kind="right"):
-    def ddim_step(x_t, eps, abar_t, abar_prev, eta, noise):
+    def fn(x_t, eps, abar_t, abar_prev, eta, noise):
         x0 = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
-        sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
-        if kind == "ignores eta":
-            return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
-        if kind == "no sigma in direction":
-            return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps + sigma * noise
-        if kind == "abar_t in direction":
-            return abar_prev.sqrt() * x0 + (1 - abar_t - sigma**2).clamp(min=0).sqrt() * eps + sigma * noise
-        if kind == "minus direction":
-            return abar_prev.sqrt() * x0 - (1 - abar_prev - sigma**2).sqrt() * eps + sigma * noise
-        return abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps + sigma * noise
-    return ddim_step
+        eta = 0 if kind == "no_eta" else eta
+        sigma = eta * ((1 - abar_prev) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_prev).sqrt()
+        d2 = {"no_sigma2": 1 - abar_prev, "abar_t": 1 - abar_t - sigma**2}.get(kind, 1 - abar_prev - sigma**2)
+        direction = d2.clamp(min=0).sqrt() * eps
+        if kind == "sign":
+            direction = -direction
+        out = (abar_t if kind == "x0_scale" else abar_prev).sqrt() * x0 + direction
+        return out + {"sigma2": sigma**2}.get(kind, sigma) * noise
+    return fn
 
 
-def test_ddim_step_check():
-    checks.check_ddim_step(_ddim())
-    _expect_fail(checks.check_ddim_step, _ddim("ignores eta"), "eta")
-    _expect_fail(checks.check_ddim_step, _ddim("no sigma in direction"), "σ²")
-    _expect_fail(checks.check_ddim_step, _ddim("abar_t in direction"), "ᾱ_prev")
-    _expect_fail(checks.check_ddim_step, _ddim("minus direction"), "wrong way")
+def _ddim_f64(x_t, eps, abar_t, abar_prev, eta, noise):
+    x_t, eps, noise = x_t.double(), eps.double(), noise.double()
+    a_t, a_p = float(abar_t), float(abar_prev)
+    sigma = eta * math.sqrt((1 - a_p) / (1 - a_t) * (1 - a_t / a_p))
+    x0 = (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+    return math.sqrt(a_p) * x0 + math.sqrt(max(0.0, 1 - a_p - sigma**2)) * eps + sigma * noise
 
 
-def _ddim_sample(skip_last=False, feed_back=True):
-    step = _ddim()
-
-    def ddim_sample(model, x_T, alpha_bars, timesteps):
-        x = x_T
+def _ddim_sample(kind="right"):
+    def fn(model, x_T, alpha_bars, timesteps):
+        x = x_T.clone()
+        timesteps = timesteps[::2] if kind == "half" else timesteps
         for i, t in enumerate(timesteps):
-            last = i + 1 == len(timesteps)
-            if last and skip_last:
-                break
-            abar_prev = torch.tensor(1.0) if last else alpha_bars[timesteps[i + 1]]
-            eps = model((x if feed_back else x_T), torch.full((len(x),), t))
-            x = step(x, eps, alpha_bars[t], abar_prev, 0.0, torch.zeros_like(x))
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            ab_t = alpha_bars[t]
+            ab_prev = alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            eps = model(x if kind != "no_feedback" else x_T, torch.full((len(x),), t))
+            x = _ddim_f64(x, eps, ab_t, ab_prev, 0.0, torch.zeros_like(x)).float()
         return x
-    return ddim_sample
+    return fn
 
 
-def test_ddim_sample_check():
-    checks.check_ddim_sample(_ddim_sample())
-    _expect_fail(checks.check_ddim_sample, _ddim_sample(skip_last=True), "after the last")
-    _expect_fail(checks.check_ddim_sample, _ddim_sample(feed_back=False), "feed each output back")
+def _cfg_right_inplace(eps_cond, eps_uncond, w):  # in-place operations, on its own copy
+    out = eps_cond.clone()
+    out.sub_(eps_uncond).mul_(w).add_(eps_uncond)
+    return out
 
 
-# --- CFG and condition dropout -----------------------------------------------------------------
+def _cfg_lerp(eps_cond, eps_uncond, w):
+    return torch.lerp(eps_uncond, eps_cond, w)
 
-def test_cfg_check():
-    checks.check_cfg(lambda c, u, w: u + w * (c - u))
-    _expect_fail(checks.check_cfg, lambda c, u, w: c + w * (u - c), "swapped")
-    _expect_fail(checks.check_cfg, lambda c, u, w: c + w * (c - u), "base is ε_uncond")
-    _expect_fail(checks.check_cfg, lambda c, u, w: w * c, "w = 0 must give ε_uncond")
+
+def _cfg_swapped_inplace(eps_cond, eps_uncond, w):  # the issue's fooling example
+    eps_cond += w * (eps_uncond - eps_cond)
+    return eps_cond
 
 
 def _drop(kind="right"):
-    def drop_condition(labels, null_class, p, generator):
-        r = torch.rand(labels.shape, generator=generator)
-        if kind == "never":
-            return labels
+    def fn(labels, null_class, p, generator=None):
+        u = torch.rand(labels.shape, generator=generator)
         if kind == "inverted":
-            return torch.where(r < 1 - p, torch.full_like(labels, null_class), labels)
-        if kind == "all":
-            return torch.full_like(labels, null_class)
-        if kind == "zero":  # drops to class 0 instead of the null class
-            return torch.where(r < p, torch.zeros_like(labels), labels)
-        return torch.where(r < p, torch.full_like(labels, null_class), labels)
-    return drop_condition
+            drop = u > p
+        elif kind == "whole_classes":
+            drop = labels < round(p * null_class)
+        elif kind == "wrong_null":
+            drop = u < p
+            return torch.where(drop, torch.full_like(labels, -1), labels)
+        else:
+            drop = u < p
+        if kind == "float":
+            return torch.where(drop, torch.tensor(float(null_class)), labels.float())
+        if kind == "shuffled_keep":
+            return torch.where(drop, torch.full_like(labels, null_class), labels.roll(1))
+        return labels.masked_fill(drop, null_class) if kind == "right" else torch.where(
+            drop, torch.full_like(labels, null_class), labels)
+    return fn
 
 
-def test_drop_condition_check():
-    checks.check_drop_condition(_drop())
-    _expect_fail(checks.check_drop_condition, _drop("never"), "was ever dropped")
-    _expect_fail(checks.check_drop_condition, _drop("zero"), "not to the null class")
-    _expect_fail(checks.check_drop_condition, _drop("inverted"), "1 − p")
-    _expect_fail(checks.check_drop_condition, _drop("all"), "dropped 1.000")
+def _drop_loop(labels, null_class, p, generator=None):
+    u = torch.rand(labels.shape, generator=generator)
+    out = labels.clone()
+    out[u < p] = null_class
+    return out
 
 
-# --- Fréchet distance and elbow ----------------------------------------------------------------
+def _guided(kind="right"):
+    def fn(model, x_T, labels, w, alpha_bars, timesteps):
+        x = x_T.clone()
+        null = torch.full_like(labels, model.null_class)
+        for i, t in enumerate(timesteps):
+            tt = torch.full((len(x),), t)
+            if kind == "two_calls":
+                e_c, e_u = model(x, tt, labels), model(x, tt, null)
+            else:
+                order = (null, labels) if kind == "swapped" else (labels, null)
+                e_c, e_u = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat(order)).chunk(2)
+            eps = e_u + w * (e_c - e_u) if kind != "plain" else e_c
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            ab_prev = alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            x = _ddim_f64(x, eps, alpha_bars[t], ab_prev, 0.0, torch.zeros_like(x)).float()
+        return x
+    return fn
 
-def test_frechet_check():
-    checks.check_frechet_distance(metrics.frechet_distance)
-    mean_only = lambda m1, s1, m2, s2: float(np.sum((m1 - m2) ** 2))
-    _expect_fail(checks.check_frechet_distance, mean_only, "trace term")
-    trace_only = lambda m1, s1, m2, s2: float(np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real))
-    _expect_fail(checks.check_frechet_distance, trace_only, "add ||μ1 − μ2||²")
-    no_sqrt = lambda m1, s1, m2, s2: float(np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * s1 @ s2))
-    _expect_fail(checks.check_frechet_distance, no_sqrt, "matrix square root")
-    elementwise = lambda m1, s1, m2, s2: float(np.sum((m1 - m2) ** 2)
-                                               + np.trace(s1 + s2 - 2 * np.sqrt(np.abs(s1 @ s2))))
-    _expect_fail(checks.check_frechet_distance, elementwise, "element-wise")
+
+def _guided_via_cfg_combine(model, x_T, labels, w, alpha_bars, timesteps):
+    x = x_T
+    for i, t in enumerate(timesteps):
+        both = model(torch.cat([x, x]), torch.full((2 * len(x),), t),
+                     torch.cat([labels, torch.full_like(labels, model.null_class)]))
+        e_c, e_u = both[: len(x)], both[len(x):]
+        eps = torch.lerp(e_u, e_c, w)
+        ab_prev = alpha_bars[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
+        x0 = (x - (1 - alpha_bars[t]).sqrt() * eps) / alpha_bars[t].sqrt()
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+    return x
 
 
-def test_elbow_check():
-    checks.check_find_elbow(metrics.find_elbow)
-    _expect_fail(checks.check_find_elbow, lambda x, y: int(np.argmin(y)), "extreme value")
+def _stats(kind="right"):
+    def fn(features):
+        f = features.double()
+        mu = f.mean(0) if kind != "axis1" else f.mean(1)
+        c = f - mu if kind not in ("uncentred", "axis1") else f
+        n = len(f)
+        if kind == "rowvar":
+            return mu, torch.tensor(np.cov(f.numpy(), rowvar=True))
+        sigma = c.T @ c / (n if kind == "biased" else n - 1)
+        if kind == "diag":
+            sigma = torch.diag(torch.diag(sigma))
+        return mu, sigma
+    return fn
 
-    def biggest_drop(x, y):  # where y changes most between neighbours: not the bend
-        return int(np.argmax(np.abs(np.diff(y))))
-    _expect_fail(checks.check_find_elbow, biggest_drop, "bend at")
 
-    def unscaled_x(x, y):  # without scaling: still right, scaling does not move the farthest point
+def _stats_numpy(features):
+    f = np.asarray(features, dtype=np.float32)  # float32, NumPy
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _fd_right(mu1, s1, mu2, s2):
+    import scipy.linalg
+
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real))
+
+
+def _fd_float32(mu1, s1, mu2, s2):  # eigenvalues of sqrt(S1) S2 sqrt(S1), in float32
+    mu1, s1, mu2, s2 = (np.asarray(a, dtype=np.float32) for a in (mu1, s1, mu2, s2))
+    vals, vecs = np.linalg.eigh(s1)
+    root = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    inner = np.linalg.eigvalsh(root @ s2 @ root)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum())
+
+
+def _fd_bad(kind):
+    import scipy.linalg
+
+    def fn(mu1, s1, mu2, s2):
+        mean = float(np.sum((mu1 - mu2) ** 2))
+        root = scipy.linalg.sqrtm(s1 @ s2).real
+        return {"mean_only": mean, "trace_only": float(np.trace(s1 + s2 - 2 * root)),
+                "no_sqrtm": mean + float(np.trace(s1 + s2 - 2 * s1 @ s2)),
+                "elementwise": mean + float(np.trace(s1 + s2 - 2 * np.sqrt(np.abs(s1 @ s2)))),
+                "no_factor2": mean + float(np.trace(s1 + s2 - root)),
+                "sqrt_of_d2": math.sqrt(max(0.0, mean + float(np.trace(s1 + s2 - 2 * root))))}[kind]
+    return fn
+
+
+def _elbow(kind="right"):
+    def fn(x, y):
         x, y = np.asarray(x, float), np.asarray(y, float)
-        d = np.abs((y[-1] - y[0]) * (x - x[0]) - (x[-1] - x[0]) * (y - y[0]))
-        return int(np.argmax(d))
-    checks.check_find_elbow(unscaled_x)
-
-    def by_position(x, y):
-        return metrics.find_elbow(np.arange(len(y)), y)
-    _expect_fail(checks.check_find_elbow, by_position, "unevenly spaced")
-
-
-# --- timestep sensitivity ----------------------------------------------------------------------
-
-def test_sensitivity_check():
-    checks.check_timestep_sensitivity(metrics.timestep_sensitivity)
-
-    def not_normalised(model, x, ts):
-        outs = torch.stack([model(x, torch.full((len(x),), t)) for t in ts])
-        return (outs - outs.mean(0)).pow(2).mean().item()
-    _expect_fail(checks.check_timestep_sensitivity, not_normalised, "divide by")
-
-    def compares_inputs(model, x, ts):  # measures the input, not the output: constant
-        return 0.0
-    _expect_fail(checks.check_timestep_sensitivity, compares_inputs, "healthy model must read")
+        if kind == "positions":
+            x = np.arange(len(x), dtype=float)
+        xs = (x - x[0]) / (x[-1] - x[0])
+        ys = (y - y.min()) / (y.max() - y.min())
+        dist = np.abs((ys[-1] - ys[0]) * xs - (xs[-1] - xs[0]) * (ys - ys[0])) / np.hypot(xs[-1] - xs[0],
+                                                                                          ys[-1] - ys[0])
+        i = int(np.argmax(dist))
+        if kind == "x_value":
+            return x[i]
+        if kind == "extreme":
+            return int(np.argmin(y))
+        if kind == "signed":
+            return int(np.argmax((ys[-1] - ys[0]) * xs - (xs[-1] - xs[0]) * (ys - ys[0])))
+        return i
+    return fn
 
 
-def test_ddim_reference_is_the_sampler():
-    """The checks compare against the package's own sampler (itself tested against diffusers)."""
-    s = schedules.make_schedule("linear", 1000)
-    x, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
-    ref = samplers.ddim_step(s, x, 500, 450, eps, 0.0)
-    got = _ddim()(x, eps, s.alpha_bars[500], s.alpha_bars[450], 0.0, torch.zeros_like(x))
-    torch.testing.assert_close(got, ref)
+def _elbow_loop(x, y):  # the perpendicular distance through vector projections, in a loop
+    x, y = [float(v) for v in x], [float(v) for v in y]
+    xs = [(v - x[0]) / (x[-1] - x[0]) for v in x]
+    lo, hi = min(y), max(y)
+    ys = [(v - lo) / (hi - lo) for v in y]
+    ax, ay = xs[-1] - xs[0], ys[-1] - ys[0]
+    norm = math.hypot(ax, ay)
+    best, best_d = 0, -1.0
+    for i, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        d = abs(ax * (py - ys[0]) - ay * (px - xs[0])) / norm
+        if d > best_d:
+            best, best_d = i, d
+    return best
+
+
+def _sens(kind="right"):
+    @torch.no_grad()
+    def fn(model, x, timesteps):
+        outs = torch.stack([model(x, torch.full((len(x),), t)) for t in timesteps]).double()
+        centred = outs - outs.mean(0, keepdim=True)
+        if kind == "uncentred":
+            return (outs.pow(2).mean() / outs.pow(2).mean()).item()
+        if kind == "std":
+            return outs.std(0).mean().item()
+        if kind == "no_normalise":
+            return centred.pow(2).mean().item()
+        if kind == "first_only":
+            return ((outs - outs[0]).pow(2).mean() / outs.pow(2).mean()).item()
+        return (centred.pow(2).mean() / outs.pow(2).mean()).item()
+    return fn
+
+
+def _sens_loop(model, x, timesteps):
+    with torch.no_grad():
+        outs = [model(x, torch.full((len(x),), t)).double() for t in timesteps]
+    mean = sum(outs) / len(outs)
+    var = sum(((o - mean) ** 2).mean() for o in outs) / len(outs)
+    energy = sum((o ** 2).mean() for o in outs) / len(outs)
+    return float(var / energy)
+
+
+# --- the table: every check, its right answers and its wrong ones ----------------------------------
+
+CASES = {
+    "check_q_sample": (
+        [q_loop, q_vec, q_f32],
+        [(_q_bad("early"), "too early"), (_q_bad("late"), "too late"), (_q_bad("alpha"), "product"),
+         (_q_bad("nosqrt"), "square roots"), (_q_bad("swap"), "swapped"), (_q_bad("first_t"), "first image"),
+         (_q_bad("noreshape"), "reshape it to [B, 1, 1, 1]")]),
+    "check_l_simple": (
+        [_l_simple(), _l_simple_functional],
+        [(_l_simple(target="x0"), "target is ε"), (_l_simple(reduce="sum"), "not the sum"),
+         (_l_simple(feed="x0"), "clean x0"), (_l_simple(detach=True), "no gradient"),
+         (_l_simple(backward=True), "called loss.backward()"), (_l_simple(shift=1), "got t +1"),
+         (_l_simple(reduce="rmse"), "root")]),
+    "check_ddpm_step": (
+        [_ddpm(), _ddpm_posterior_form],
+        [(_ddpm("noise_at_0"), "adds no noise"), (_ddpm("meanonly"), "mean only"),
+         (_ddpm("swapvar"), "other variance"), (_ddpm("varnotstd"), "standard deviation"),
+         (_ddpm("nosqrt"), "with the square root")]),
+    "check_train_step": (
+        [_train_step(), _train_step_with_mse],
+        [(_train_step("noise_first"), "draw t"), (_train_step("no_zero_grad"), "zero_grad"),
+         (_train_step("no_step"), "optimizer.step()"), (_train_step("tensor"), "Python float"),
+         (_train_step("t_to_T"), "0..T-1")]),
+    "check_ema_update": (
+        [_ema(), _ema_lerp],
+        [(_ema("swapped"), "swapped"), (_ema("rebind"), "in place"), (_ema("copy"), "ema_update is wrong"),
+         (_ema("no_decay"), "ema_update is wrong")]),
+    "check_cosine_betas": (
+        [_cosine(), _cosine(dtype=torch.float32), _cosine_loop],
+        [(_cosine("hardcoded_s"), "use the argument s"), (_cosine("hardcoded_cap"), "use the argument max_beta"),
+         (_cosine("nocap"), "cap β at max_beta"), (_cosine("sin"), "sin²"), (_cosine("unsquared"), "squared"),
+         (_cosine("no_pi"), "π/2"), (_cosine("late"), "one step late")]),
+    "check_ddim_step": (
+        [_ddim(), _ddim_f64],
+        [(_ddim("no_sigma2"), "−σ²"), (_ddim("abar_t"), "ᾱ_prev (where you are going)"),
+         (_ddim("sign"), "wrong way"), (_ddim("x0_scale"), "not sqrt(ᾱ_t)"), (_ddim("no_eta"), "ignores eta"),
+         (_ddim("sigma2"), "not σ²")]),
+    "check_ddim_sample": (
+        [_ddim_sample()],
+        [(_ddim_sample("half"), "differs"), (_ddim_sample("no_feedback"), "feed each output"),
+         (lambda m, x, ab, ts: x, "differs"), (lambda m, x, ab, ts: x.numpy(), "torch.Tensor")]),
+    "check_cfg": (
+        [lambda c, u, w: u + w * (c - u), _cfg_lerp, _cfg_right_inplace],
+        [(_cfg_swapped_inplace, "in place"), (lambda c, u, w: c + w * (u - c), "swapped"),
+         (lambda c, u, w: c + w * (c - u), "(1 + w) ε_cond"), (lambda c, u, w: (1 + w) * c - w * u, "w − 1"),
+         (lambda c, u, w: u - w * (c - u), "away from the class"), (lambda c, u, w: w * c, "combines both")]),
+    "check_drop_condition": (
+        [_drop(), _drop_loop, _drop("where")],
+        [(_drop("inverted"), "1 − p"), (_drop("whole_classes"), "per digit"), (_drop("float"), "integers"),
+         (_drop("wrong_null"), "not to the null class"), (_drop("shuffled_keep"), "kept must stay unchanged")]),
+    "check_guided_sample": (
+        [_guided(), _guided_via_cfg_combine],
+        [(_guided("two_calls"), "twice per step"), (_guided("swapped"), "swapped"), (_guided("plain"), "differs"),
+         (lambda m, x, y, w, ab, ts: x, "never called")]),
+    "check_feature_stats": (
+        [_stats(), _stats_numpy],
+        [(_stats("axis1"), "average over the samples"), (_stats("rowvar"), "rowvar=False"),
+         (_stats("biased"), "N − 1"), (_stats("uncentred"), "centre"), (_stats("diag"), "off-diagonal")]),
+    "check_frechet_distance": (
+        [_fd_right, _fd_float32],
+        [(_fd_bad("mean_only"), "only have the mean term"), (_fd_bad("trace_only"), "only have the trace term"),
+         (_fd_bad("no_sqrtm"), "left it out"), (_fd_bad("elementwise"), "element-wise"),
+         (_fd_bad("no_factor2"), "factor 2"), (_fd_bad("sqrt_of_d2"), "squared distance")]),
+    "check_find_elbow": (
+        [_elbow(), _elbow_loop],
+        [(_elbow("x_value"), "x value"), (_elbow("extreme"), "end of the curve"), (_elbow("positions"), "values"),
+         (_elbow("signed"), "absolute distance"), (lambda x, y: 2.5, "index"),
+         (lambda x, y: int(np.argmax(np.abs(np.diff(y, 2)))) + 3, "bend")]),
+    "check_timestep_sensitivity": (
+        [_sens(), _sens_loop],
+        [(_sens("uncentred"), "dead embedding must read"), (_sens("std"), "reference"),
+         (_sens("no_normalise"), "reference"), (_sens("first_only"), "reference")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_check_has_enough_cases(name):
+    right, wrong = CASES[name]
+    assert len(right) >= 2 or name == "check_ddim_sample", "at least two differently written right answers"
+    assert len(wrong) >= 4, "at least four plausible wrong answers"
+
+
+@pytest.mark.parametrize("name,i", [(n, i) for n, (r, _) in sorted(CASES.items()) for i in range(len(r))])
+def test_right_answers_are_accepted(name, i, capsys):
+    getattr(checks, name)(CASES[name][0][i])
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("name,i", [(n, i) for n, (_, w) in sorted(CASES.items()) for i in range(len(w))])
+def test_wrong_answers_are_rejected_with_their_mistake(name, i):
+    fn, words = CASES[name][1][i]
+    _expect_fail(getattr(checks, name), fn, words)
+
+
+def test_every_check_is_tested():
+    assert {n for n in dir(checks) if n.startswith("check_")} == set(CASES)
+
+
+def test_a_ddim_sample_loop_in_a_different_style_is_accepted():
+    """A second right answer for the DDIM loop: a while loop over pairs, built from DDIM's formula."""
+    def loop(model, x_T, alpha_bars, timesteps):
+        pairs = list(zip(timesteps, [*timesteps[1:], -1], strict=True))
+        x = x_T
+        while pairs:
+            t, t_prev = pairs.pop(0)
+            eps = model(x, torch.full((len(x),), t))
+            ab_prev = alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            x0 = (x - (1 - alpha_bars[t]).sqrt() * eps) / alpha_bars[t].sqrt()
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+        return x
+
+    checks.check_ddim_sample(loop)
+
+
+def test_errors_come_back_as_check_messages_with_a_hint():
+    def int_t(x0, t, noise, alpha_bars):
+        return alpha_bars[int(t)].sqrt() * x0  # a Python int from a [B] tensor fails
+    _expect_fail(checks.check_q_sample, int_t, "raised", "Hint")

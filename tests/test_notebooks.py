@@ -19,8 +19,8 @@ def _cells(nb):
     return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
 
 
-def test_six_lessons():
-    assert [p.name[:2] for p in LESSONS] == ["01", "02", "03", "04", "05", "06"]
+def test_eight_lessons():
+    assert [p.name[:2] for p in LESSONS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)

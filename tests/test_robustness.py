@@ -207,7 +207,7 @@ def test_interrupted_training_leaves_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("ACADEMY_CACHE_DIR", str(tmp_path))
     images = torch.rand(64, 1, 28, 28) * 2 - 1
     monkeypatch.setattr(course, "load_mnist", lambda *a, **k: (images, torch.zeros(64, dtype=torch.long)))
-    profile = Profile("tiny", (8, 16, 16), 64, 1, 16, 1e-3, 10, 2, 4, 4, False, 0)
+    profile = Profile("tiny", (8, 16, 16), 64, 1, 16, 1e-3, 10, 2, 4, 4, 4, False, 0)
     real_train = course.train
 
     def interrupted(*args, **kwargs):
