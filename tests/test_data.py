@@ -77,25 +77,6 @@ def test_missing_files_name_the_variable(tmp_path):
         install_offline_copy(tmp_path, tmp_path / "cache")
 
 
-def test_no_data_reachable_offline(monkeypatch, tmp_path):
-    """No offline copy, an empty cache and no network: a clear error that names the variable."""
-    import torchvision.datasets
-
-    class NoNetwork(torchvision.datasets.MNIST):
-        def download(self):
-            raise OSError("network is unreachable")
-
-    monkeypatch.delenv("ACADEMY_MNIST_DIR", raising=False)
-    monkeypatch.setenv("ACADEMY_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(torchvision.datasets, "MNIST", NoNetwork)
-    data.mnist_root.cache_clear()
-    try:
-        with pytest.raises(MNISTNotFoundError, match="ACADEMY_MNIST_DIR"):
-            data.mnist_root()
-    finally:
-        data.mnist_root.cache_clear()
-
-
 def test_display_range():
     x = torch.tensor([-1.0, 0.0, 1.0, 3.0])
     torch.testing.assert_close(data.to_display_range(x), torch.tensor([0.0, 0.5, 1.0, 1.0]))

@@ -129,12 +129,16 @@ def test_unwritable_cache_names_the_variable(tmp_path):
         save_checkpoint(tmp_path / "blocker" / "m.pt", model, None, make_schedule("linear", 10))
 
 
-def test_interrupted_download_leaves_the_cache_empty(tmp_path, monkeypatch):
-    """torchvision's download writes into a temporary folder; the cache only ever receives verified files."""
+@pytest.mark.parametrize("broken", ["no network", "half a file, then the connection drops"])
+def test_failed_download_names_the_variable_and_leaves_the_cache_empty(tmp_path, monkeypatch, broken):
+    """No offline copy and an empty cache: torchvision's download goes to a temporary folder, so a failed
+    one leaves nothing in the cache, and the error says how to work offline."""
     import torchvision.datasets
 
-    class HalfDownload(torchvision.datasets.MNIST):
+    class BrokenDownload(torchvision.datasets.MNIST):
         def download(self):
+            if broken == "no network":
+                raise OSError("network is unreachable")
             os.makedirs(self.raw_folder, exist_ok=True)
             with open(os.path.join(self.raw_folder, FIRST), "wb") as f:
                 f.write(b"half a file")
@@ -142,7 +146,7 @@ def test_interrupted_download_leaves_the_cache_empty(tmp_path, monkeypatch):
 
     monkeypatch.delenv("ACADEMY_MNIST_DIR", raising=False)
     monkeypatch.setenv("ACADEMY_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(torchvision.datasets, "MNIST", HalfDownload)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", BrokenDownload)
     data.mnist_root.cache_clear()
     try:
         with pytest.raises(MNISTNotFoundError, match="Could not download MNIST.*ACADEMY_MNIST_DIR"):
