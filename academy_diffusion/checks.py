@@ -644,3 +644,96 @@ def check_timestep_sensitivity(fn) -> None:
                  f"{ts}, the reference {ref:.6f}: centre the outputs on their mean over t and divide by the mean "
                  "squared output")
     _ok("timestep_sensitivity reads 0 for a dead embedding and matches the reference on a healthy model")
+
+
+# --- lesson 7: DPM-Solver++(2M) ------------------------------------------------------------------
+
+def _dpm_variant(s, x, x0, x0_prev, t, t_prev, t_next, invert_r=False, full_log_snr=False, plus=False):
+    """A DPM-Solver++(2M) step with one of the usual mistakes switched on."""
+    lam = s.log_snr.double() * (1.0 if full_log_snr else 0.5)
+    alpha, sigma = s.sqrt_alpha_bars.double(), s.sqrt_one_minus_alpha_bars.double()
+    h = lam[t_next] - lam[t]
+    d = x0
+    if x0_prev is not None:
+        r = h / (lam[t] - lam[t_prev]) if invert_r else (lam[t] - lam[t_prev]) / h
+        d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
+    return ((sigma[t_next] / sigma[t]) * x + (1 if plus else -1) * alpha[t_next] * torch.expm1(-h) * d).float()
+
+
+def check_dpm_solver_step(fn) -> None:
+    """``fn(x_t, x0_hat, previous, t, t_next, alpha_bars) -> x_next``: one DPM-Solver++(2M) step.
+
+    ``previous`` is ``(x0_hat_prev, t_prev)`` or None (first step: first order); ``t_next = -1``
+    means the clean image (return x0_hat).
+    """
+    g = torch.Generator().manual_seed(12)
+    for name in ("linear", "cosine"):
+        s = schedules.make_schedule(name, 1000)
+        x, x0, x0_prev = (torch.randn(2, 1, 28, 28, generator=g) for _ in range(3))
+        for t, t_next, previous in ((999, 899, None), (899, 799, (x0_prev, 999)), (500, 250, (x0_prev, 700)),
+                                    (50, -1, (x0_prev, 100))):
+            ref = samplers.dpm_solver_pp_step(s, x, t, t_next, x0, previous)
+            out = _tensor(_call(fn, "dpm_solver_step", x, x0, previous, t, t_next, s.alpha_bars), "dpm_solver_step")
+            if _close(out, ref, 1e-3, 1e-4):
+                continue
+            where = f"at t = {t} -> {t_next} ({name} schedule, {'first' if previous is None else 'second'} order)"
+            prev_x0, t_prev = previous if previous is not None else (None, None)
+            if t_next < 0:
+                diagnoses = [(samplers.dpm_solver_pp_step(s, x, t, 0, x0, previous), "the last step goes to the clean "
+                              "image (t_next = −1): return x0_hat there")]
+            else:
+                diagnoses = [
+                    (_dpm_variant(s, x, x0, None, t, None, t_next), "you never use the previous estimate of x0: after "
+                     "the first step, D = (1 + 1/(2r)) x0_hat − 1/(2r) x0_hat_prev"),
+                    (_dpm_variant(s, x, x0, prev_x0, t, t_prev, t_next, invert_r=True), "r is h_prev / h (the "
+                     "previous step's length in λ over this one's), not its inverse"),
+                    (_dpm_variant(s, x, x0, prev_x0, t, t_prev, t_next, full_log_snr=True), "λ is *half* the "
+                     "log-SNR: log(α/σ) = ½ log(ᾱ / (1 − ᾱ))"),
+                    (_dpm_variant(s, x, x0, prev_x0, t, t_prev, t_next, plus=True), "the x0 term is "
+                     "− α_next (e^{−h} − 1) D: e^{−h} − 1 is negative, so the term adds D"),
+                ]
+            why = _first_match(out, diagnoses, rtol=1e-3, ref=ref)
+            _require(why is None, f"dpm_solver_step is wrong {where}: {why}.")
+            raise CheckFailed(f"dpm_solver_step is wrong {where}: largest error {(out - ref).abs().max():.4g}. With "
+                              "λ = log(α/σ) and h = λ_next − λ_t: x_next = (σ_next/σ_t) x_t − α_next (e^{−h} − 1) D")
+    _ok("dpm_solver_step matches the package's DPM-Solver++(2M) for first and second order steps and the last step")
+
+
+# --- lesson 8: precision and recall in feature space ----------------------------------------------
+
+def _pr_variant(real, fake, radius_k, square=False):
+    """Precision and recall computed with one of the usual mistakes."""
+    d_fr = torch.cdist(fake, real)
+    rad_r = torch.cdist(real, real).kthvalue(radius_k, 1).values
+    rad_f = torch.cdist(fake, fake).kthvalue(radius_k, 1).values
+    if square:
+        d_fr = d_fr**2
+    return ((d_fr <= rad_r[None]).any(1).double().mean().item(), (d_fr.T <= rad_f[None]).any(1).double().mean().item())
+
+
+def check_precision_recall(fn) -> None:
+    """``fn(real [N, D], fake [M, D], k) -> (precision, recall)``, Kynkaanniemi et al. (2019)."""
+    g = torch.Generator().manual_seed(13)
+    cases = [(torch.randn(120, 5, generator=g), torch.randn(90, 5, generator=g) * 0.6 + 0.8, 3),
+             (torch.cat([torch.randn(60, 3, generator=g), torch.randn(60, 3, generator=g) + 8]),
+              torch.randn(50, 3, generator=g) * 1.5, 5)]
+    for real, fake, k in cases:
+        ref = metrics.precision_recall(real, fake, k)
+        out = _call(fn, "precision_recall", real, fake, k)
+        _require(isinstance(out, tuple) and len(out) == 2, "return a pair (precision, recall)")
+        p, r = (float(v) for v in out)
+        if abs(p - ref["precision"]) < 1e-6 and abs(r - ref["recall"]) < 1e-6:
+            continue
+        _require(not (abs(p - ref["recall"]) < 1e-6 and abs(r - ref["precision"]) < 1e-6),
+                 "precision and recall are swapped: precision asks how many *samples* lie in the real manifold")
+        why = next((m for (pp, rr), m in [
+            (_pr_variant(real, fake, k), f"the k-th nearest neighbour of a point in its own set is the (k + 1)-th "
+             f"smallest distance: the smallest is the point itself, at 0 (use kthvalue({k} + 1))"),
+            (_pr_variant(real, fake, k + 1, square=True), "compare distances with radii in the same units: squared "
+             "distances against plain radii mix them up"),
+        ] if abs(p - pp) < 1e-6 and abs(r - rr) < 1e-6), None)
+        _require(why is None, f"precision_recall is wrong: {why}.")
+        raise CheckFailed(f"precision_recall gives ({p:.3f}, {r:.3f}), expected ({ref['precision']:.3f}, "
+                          f"{ref['recall']:.3f}) with k = {k}: a sample counts for precision when it lies within "
+                          "the k-NN radius of at least one real point (radii measured inside the real set)")
+    _ok("precision_recall matches the reference on two sets of synthetic features")

@@ -407,6 +407,65 @@ def _sens_loop(model, x, timesteps):
     return float(var / energy)
 
 
+def _dpm(kind="right"):
+    def fn(x_t, x0_hat, previous, t, t_next, alpha_bars):
+        if t_next < 0 and kind != "no_final":
+            return x0_hat
+        ab = alpha_bars.double()
+        t_next = max(t_next, 0)
+        lam = lambda i: 0.5 * math.log(ab[i] / (1 - ab[i])) * (2 if kind == "log_snr" else 1)
+        a_next, s_next, s_t = math.sqrt(ab[t_next]), math.sqrt(1 - ab[t_next]), math.sqrt(1 - ab[t])
+        h = lam(t_next) - lam(t)
+        d = x0_hat
+        if previous is not None and kind != "first_order":
+            x0_prev, t_prev = previous
+            r = (lam(t) - lam(t_prev)) / h
+            r = 1 / r if kind == "r_inverted" else r
+            d = (1 + 1 / (2 * r)) * x0_hat - 1 / (2 * r) * x0_prev
+        sign = 1 if kind == "plus" else -1
+        return s_next / s_t * x_t + sign * a_next * math.expm1(-h) * d
+    return fn
+
+
+def _dpm_via_ddim_form(x_t, x0_hat, previous, t, t_next, alpha_bars):
+    """The same step written with DDIM's ingredients: x_next = sqrt(abar_next) D + sigma_next * eps_implied."""
+    if t_next < 0:
+        return x0_hat
+    ab = alpha_bars.double()
+    lam = 0.5 * torch.log(ab / (1 - ab))
+    d = x0_hat.double()
+    if previous is not None:
+        r = (lam[t] - lam[previous[1]]) / (lam[t_next] - lam[t])
+        d = d + (d - previous[0].double()) / (2 * r)
+    eps_like = (x_t.double() - ab[t].sqrt() * d) / (1 - ab[t]).sqrt()
+    return (ab[t_next].sqrt() * d + (1 - ab[t_next]).sqrt() * eps_like).float()
+
+
+def _pr(kind="right"):
+    def fn(real, fake, k):
+        d_fr = torch.cdist(fake, real)
+        kk = k if kind == "self_neighbour" else k + 1
+        rad_r = torch.cdist(real, real).kthvalue(kk, 1).values
+        rad_f = torch.cdist(fake, fake).kthvalue(kk, 1).values
+        if kind == "own_radii":
+            rad_r, rad_f = rad_f.mean().expand_as(rad_r), rad_r.mean().expand_as(rad_f)
+        if kind == "squared":
+            d_fr = d_fr**2
+        p = (d_fr <= rad_r[None]).any(1).double().mean().item()
+        r = (d_fr.T <= rad_f[None]).any(1).double().mean().item()
+        return (r, p) if kind == "swapped" else (p, r)
+    return fn
+
+
+def _pr_loop(real, fake, k):
+    def radii(x):
+        return [sorted(float((x[i] - x[j]).norm()) for j in range(len(x)))[k] for i in range(len(x))]
+    rr, rf = radii(real), radii(fake)
+    p = sum(any(float((f - real[j]).norm()) <= rr[j] for j in range(len(real))) for f in fake) / len(fake)
+    r = sum(any(float((x - fake[j]).norm()) <= rf[j] for j in range(len(fake))) for x in real) / len(real)
+    return p, r
+
+
 # --- the table: every check, its right answers and its wrong ones ----------------------------------
 
 CASES = {
@@ -476,6 +535,14 @@ CASES = {
         [(_elbow("x_value"), "x value"), (_elbow("extreme"), "end of the curve"), (_elbow("positions"), "values"),
          (_elbow("signed"), "absolute distance"), (lambda x, y: 2.5, "index"),
          (lambda x, y: int(np.argmax(np.abs(np.diff(y, 2)))) + 3, "bend")]),
+    "check_dpm_solver_step": (
+        [_dpm(), _dpm_via_ddim_form],
+        [(_dpm("first_order"), "previous estimate"), (_dpm("r_inverted"), "not its inverse"),
+         (_dpm("log_snr"), "half"), (_dpm("plus"), "adds D"), (_dpm("no_final"), "return x0_hat")]),
+    "check_precision_recall": (
+        [_pr(), _pr_loop],
+        [(_pr("swapped"), "swapped"), (_pr("self_neighbour"), "point itself"), (_pr("squared"), "same units"),
+         (_pr("own_radii"), "radii measured inside the real set"), (lambda r, f, k: (1.0, 1.0), "expected")]),
     "check_timestep_sensitivity": (
         [_sens(), _sens_loop],
         [(_sens("uncentred"), "dead embedding must read"), (_sens("std"), "reference"),
