@@ -164,7 +164,8 @@ def main(argv=None) -> None:
         print(results_table())
         return
 
-    version = code_version(args.allow_dirty)
+    # the code version is recorded for what is trained; measuring alone records none
+    version = code_version(args.allow_dirty) if (args.classifier or not args.measure_only) else None
     device = get_device(verbose=True)
     PRETRAINED_DIR.mkdir(exist_ok=True)
     if args.classifier:
