@@ -54,7 +54,7 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000, 10_000, False, 0),
-    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, 200, True, 300),
+    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, 100, True, 300),
     "smoke": Profile("smoke", (8, 16, 16), 1_000, 1, 50, 2e-3, 100, 5, 8, 50, 20, False, 0, checks_claims=False),
 }
 
