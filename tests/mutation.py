@@ -1,8 +1,8 @@
 """Mutation testing for maintainers: ``make mutants`` (not part of the README's test command).
 
 Plants plausible bugs in the package, one at a time, in a scratch copy of the repository, runs the
-fast unit tests there (``tests/``, without the slow ones), and reports which mutants the tests
-killed and which survived. A surviving mutant is a bug the suite would let through: close it
+fast tests there (without the slow ones: first those that target the mutated module, then, if they
+all pass, the whole fast suite), and reports which mutants the tests killed and which survived. A surviving mutant is a bug the suite would let through: close it
 with a test, or say in :data:`HARMLESS` why it does not matter.
 
     python tests/mutation.py            # every mutant
@@ -80,6 +80,18 @@ SKIPPED = (".venv", ".git", "build", "my-lessons*", ".cache", "__pycache__", "*.
 # The test that keeps this list in step with the code fails on any mutant by design: not a kill.
 SELF_TEST = "tests/test_checkpoints.py::test_every_mutant_of_the_mutation_tool_still_applies"
 
+# The tests that target each module: run first (fast); a mutant they miss runs the whole fast suite.
+TARGETS = {
+    "training.py": ["tests/test_algorithms.py", "tests/test_training.py"],
+    "samplers.py": ["tests/test_samplers.py", "tests/test_algorithms.py"],
+    "models.py": ["tests/test_models.py", "tests/test_algorithms.py"],
+    "metrics.py": ["tests/test_metrics.py", "tests/test_algorithms.py", "tests/test_robustness.py"],
+    "device.py": ["tests/test_device.py"],
+    "data.py": ["tests/test_data.py", "tests/test_robustness.py"],
+    "checkpoints.py": ["tests/test_checkpoints.py", "tests/test_robustness.py"],
+    "schedules.py": ["tests/test_schedules.py", "tests/test_samplers.py"],
+}
+
 # Mutants a maintainer has looked at and judged harmless, with the reason (index -> why).
 HARMLESS: dict[int, str] = {}
 
@@ -94,13 +106,16 @@ def run_mutant(index: int, scratch: Path, timeout: int) -> tuple[str, float, str
     path.write_text(text.replace(original, mutated))
     start = time.perf_counter()
     try:
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
-               "--deselect", SELF_TEST, "--ignore", "tests/test_newcomer.py", "tests"]
-        proc = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"})
-        verdict = "killed" if proc.returncode != 0 else "SURVIVED"
-        failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
-        detail = failed[0][7:120] if failed else ""
+        verdict, detail = "SURVIVED", ""
+        for tests in (TARGETS.get(file, ["tests"]), ["tests"]):
+            cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
+                   "--deselect", SELF_TEST, "--ignore", "tests/test_newcomer.py", *tests]
+            proc = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"})
+            if proc.returncode != 0:
+                failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+                verdict, detail = "killed", failed[0][7:120] if failed else proc.stdout.strip()[-120:]
+                break
     except subprocess.TimeoutExpired:
         verdict, detail = "killed", f"timed out after {timeout} s"
     finally:
