@@ -2,8 +2,9 @@
 
 Plants plausible bugs in the package, one at a time, in a scratch copy of the repository, runs the
 fast tests there (without the slow ones: first those that target the mutated module, then, if they
-all pass, the whole fast suite), and reports which mutants the tests killed and which survived. A surviving mutant is a bug the suite would let through: close it
-with a test, or say in :data:`HARMLESS` why it does not matter.
+all pass, the whole fast suite), and reports which mutants the tests killed and which survived.
+A surviving mutant is a bug the suite would let through: close it with a test, or say in
+:data:`HARMLESS` why it does not matter.
 
     python tests/mutation.py            # every mutant
     python tests/mutation.py --only 3 7 # some of them
@@ -42,6 +43,12 @@ MUTANTS = [
      "DDIM ignores eta's noise"),
     ("samplers.py", "return mean + var.sqrt() * noise if t > 0 else mean", "return mean + var.sqrt() * noise",
      "noise added on the last DDPM step"),
+    ("samplers.py", "x = ddpm_step(schedule, x, t, eps, noise, variance, clip_x0)",
+     "x = ddpm_step(schedule, x, t, eps, noise, \"beta\", clip_x0)", "sample() ignores its variance argument"),
+    ("samplers.py", "x = ddim_step(schedule, x, t, t_prev, eps, eta, noise, clip_x0)",
+     "x = ddim_step(schedule, x, t, t_prev, eps, 0.0, noise, clip_x0)", "sample() ignores eta"),
+    ("training.py", "y = drop_labels(labels[idx], model.null_class, p_uncond, gen) if conditional else None",
+     "y = labels[idx] if conditional else None", "train() never drops a label"),
     ("samplers.py", "torch.linspace(T - 1, 0, steps,", "torch.linspace(T - 1, 1, steps,", "DDIM never reaches t = 0"),
     ("samplers.py", "return x0.clamp(-1.0, 1.0) if clip else x0", "return x0", "clip_x0 does nothing"),
     ("samplers.py", "manual_seed(seed + 1)", "manual_seed(seed)", "per-step noise correlated with x_T"),
