@@ -125,11 +125,11 @@ def classifier_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def measure_shipped(kind: str, classifier, n: int, device) -> dict:
+def measure_shipped(kind: str, classifier, n: int, device, ws=(1.0, 2.0, 3.0)) -> dict:
     """Load the shipped (fp16) checkpoint of ``kind``, measure it, and store the metrics in it."""
     path = PRETRAINED_DIR / f"{kind}.pt"
     ckpt = load_checkpoint(path, device)
-    meta = {**ckpt.meta, "metrics": measure(ckpt, classifier, n)}
+    meta = {**ckpt.meta, "metrics": measure(ckpt, classifier, n, ws=ws)}
     save_checkpoint(path, ckpt.model.half(), None, ckpt.schedule, meta)
     return meta["metrics"]
 
@@ -158,6 +158,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
     parser.add_argument("--eval-n", type=int, default=10_000)
+    parser.add_argument("--ws", type=float, nargs="*", default=[1.0, 2.0, 3.0],
+                        help="guidance scales at which to measure the class-conditional model")
     parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
     args = parser.parse_args(argv)
     if args.table:
@@ -182,7 +184,7 @@ def main(argv=None) -> None:
     classifier, _ = load_classifier(device, verbose=False)
     for kind in args.kinds:
         start = time.perf_counter()
-        metrics = measure_shipped(kind, classifier, args.eval_n, device)
+        metrics = measure_shipped(kind, classifier, args.eval_n, device, ws=tuple(args.ws))
         entry = read_manifest()[kind]
         entry.update(metrics=metrics, metrics_measured_on=f"the shipped fp16 weights, {describe_device(device)}, "
                      f"{describe_precision(device)}", sha256=file_sha256(PRETRAINED_DIR / entry["file"]))
