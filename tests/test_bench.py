@@ -1,6 +1,11 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from academy_diffusion import bench
+
+BUILD = Path(__file__).resolve().parents[1] / "build"
 
 
 @pytest.mark.slow
@@ -17,6 +22,9 @@ def test_short_benchmark_runs_and_reports(needs_mnist, monkeypatch):
         assert p["train"]["full_bf16"] > 1.2 * p["train"]["full_fp32"], p["train"]
     else:
         assert not any(key.endswith("bf16") for key in p["forward"]), "no bf16 rows where bf16 is not native"
+    BUILD.mkdir(exist_ok=True)  # the measured numbers, for the record (build/ is git-ignored)
+    (BUILD / "bench_short.json").write_text(json.dumps(res, indent=2))
+    (BUILD / "bench_short.txt").write_text(bench.format_table(res) + "\n")
     table = bench.format_table(res)
     for row in ("naive", "ddpm1000_guided", res["device"], "forward pass, quick, fp32, batch 64"):
         assert row in table, row
