@@ -52,7 +52,7 @@ import torch
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
 from academy_diffusion.data import load_mnist
-from academy_diffusion.metrics import extract_features, fid, fid_bootstrap, precision_recall, real_baseline
+from academy_diffusion.metrics import extract_features, fid_interval, precision_recall, real_baseline
 from academy_diffusion.plotting import plot_losses, show_rows
 from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import ScheduleMismatchError, initial_noise, sample
@@ -169,13 +169,13 @@ print("RMS pixel distance, linear vs cosine sample from the same x_T:",
 
 # %%
 classifier, _ = load_classifier(ctx.device)
-fids = {key: fid(x, classifier, baseline=False, warn=False).value for key, x in samples.items()}
-boot = {key: fid_bootstrap(x, classifier, n_boot=40) for key, x in samples.items()}
+measured = {key: fid_interval(x, classifier) for key, x in samples.items()}
+fids = {key: m[0] for key, m in measured.items()}
+interval = {key: m[1:] for key, m in measured.items()}
 baseline = real_baseline(classifier, n)
-interval = {key: (np.percentile(b, 5), np.percentile(b, 95)) for key, b in boot.items()}
 for (name, eta), value in fids.items():
     lo, hi = interval[name, eta]
-    print(f"{name:>6}, η={eta:g}: FID {value:7.2f}  (90% bootstrap interval {lo:.1f}-{hi:.1f}; n={n}, unguided, "
+    print(f"{name:>6}, η={eta:g}: FID {value:7.2f}  (90% interval {lo:.1f}-{hi:.1f}; n={n}, unguided, "
           f"DDIM-{steps}; real-vs-real at n={n}: {baseline:.2f})")
 report("02_cosine_schedule", n=n, fid_real_vs_real_same_n=baseline,
        **{f"fid_{name}_eta{eta:g}": v for (name, eta), v in fids.items()},

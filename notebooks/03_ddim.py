@@ -53,7 +53,7 @@ from academy_diffusion.bench import time_interleaved
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import GUIDANCE_W, course_model
 from academy_diffusion.data import load_mnist
-from academy_diffusion.metrics import class_metrics, extract_features, fid, fid_bootstrap, precision_recall, real_baseline
+from academy_diffusion.metrics import class_metrics, extract_features, fid_interval, precision_recall, real_baseline
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import ddim_step, ddim_timesteps, initial_noise, sample
@@ -173,10 +173,8 @@ for eta in ETAS:
     for k in STEPS:
         out = sample(cfg.model, cfg.schedule, len(labels), sampler="ddim", steps=k, eta=eta, labels=labels,
                      w=GUIDANCE_W, x_T=x_T_sweep, seed=4, progress=False).images
-        boot = fid_bootstrap(out, classifier, n_boot=30)
-        sweep[eta, k] = {"fid": fid(out, classifier, w=GUIDANCE_W, baseline=False, warn=False).value,
-                         "lo": np.percentile(boot, 5), "hi": np.percentile(boot, 95),
-                         "accuracy": class_metrics(classifier, out, labels)["accuracy"]}
+        value, lo, hi = fid_interval(out, classifier, n_boot=30)
+        sweep[eta, k] = {"fid": value, "lo": lo, "hi": hi, "accuracy": class_metrics(classifier, out, labels)["accuracy"]}
 baseline_sweep = real_baseline(classifier, len(labels))
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for eta in ETAS:
@@ -186,7 +184,7 @@ for eta in ETAS:
     axes[1].plot(STEPS, [sweep[eta, k]["accuracy"] for k in STEPS], "o-", label=f"η = {eta:g}")
 axes[0].axhline(baseline_sweep, color="gray", ls="--", label=f"real vs real (n = {len(labels)})")
 axes[0].set(xscale="log", xlabel="DDIM steps (network evaluations × 2 for guidance)", ylabel="FID",
-            title=f"FID, n = {len(labels)}, w = {GUIDANCE_W:g} (90% bootstrap bars)")
+            title=f"FID, n = {len(labels)}, w = {GUIDANCE_W:g} (90% intervals)")
 axes[1].set(xscale="log", xlabel="DDIM steps", ylabel="class accuracy", title="Class accuracy")
 for ax in axes:
     ax.set_xticks(STEPS, [str(k) for k in STEPS])

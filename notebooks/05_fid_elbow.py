@@ -57,7 +57,7 @@ import torch
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
-from academy_diffusion.metrics import class_metrics, fid, fid_bootstrap, find_elbow, real_baseline
+from academy_diffusion.metrics import class_metrics, fid, fid_interval, find_elbow, real_baseline
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import initial_noise, sample
@@ -66,8 +66,9 @@ from academy_diffusion.samplers import initial_noise, sample
 # ## 1. FID against w, with its own noise
 #
 # For each w: n samples, n/10 of each digit, all from the same starting noise, DDIM-20. One FID
-# is one draw: the bars are 90 % bootstrap intervals (the samples resampled with replacement),
-# the spread a different set of n samples would show.
+# is one draw: the bars are 90 % intervals from the bootstrap (the samples resampled with
+# replacement; ± 1.645 standard deviations of the resampled FIDs), the spread a different set of
+# n samples would show.
 
 # %%
 ckpt = course_model("cfg", ctx.profile, ctx.device)
@@ -81,8 +82,7 @@ for w in W_SWEEP:
     samples[w] = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=ctx.profile.ddim_steps,
                         labels=labels, w=float(w), x_T=x_T).images
     fids[w] = fid(samples[w], classifier, w=float(w), baseline=(w == W_SWEEP[0]), warn=False)
-    boot = fid_bootstrap(samples[w], classifier, n_boot=40, seed=w)
-    lo[w], hi[w] = np.percentile(boot, 5), np.percentile(boot, 95)
+    _, lo[w], hi[w] = fid_interval(samples[w], classifier, seed=w)
     accs[w] = class_metrics(classifier, samples[w], labels)["accuracy"]
 baseline = fids[W_SWEEP[0]].baseline
 for w in W_SWEEP:
@@ -94,7 +94,7 @@ fid_curve = np.array([fids[w].value for w in W_SWEEP])
 best_w = W_SWEEP[int(fid_curve.argmin())]
 fig, ax = plt.subplots(figsize=(7, 3.8))
 ax.errorbar(W_SWEEP, fid_curve, yerr=[fid_curve - [lo[w] for w in W_SWEEP], [hi[w] for w in W_SWEEP] - fid_curve],
-            fmt="o-", capsize=3, label=f"generated (n = {n} per w, 90% bootstrap bars)")
+            fmt="o-", capsize=3, label=f"generated (n = {n} per w, 90% intervals)")
 ax.axhline(baseline, color="gray", ls="--", label=f"real vs real (n = {n})")
 ax.plot([best_w], [fids[best_w].value], "r*", ms=16, label=f"lowest FID: w = {best_w}")
 ax.set(xlabel="guidance scale w", ylabel="FID (MNIST-classifier features)", yscale="log",

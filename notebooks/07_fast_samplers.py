@@ -54,7 +54,7 @@ import torch
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import GUIDANCE_W, course_model
-from academy_diffusion.metrics import class_metrics, fid, fid_bootstrap, real_baseline
+from academy_diffusion.metrics import class_metrics, fid_interval, real_baseline
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.reporting import claim, report, save_figure
 from academy_diffusion.samplers import dpm_solver_pp_step, initial_noise, sample
@@ -82,7 +82,7 @@ print(inspect.getsource(dpm_solver_pp_step).split('"""')[-1])
 # Every sampler starts from the same x_T, with the same labels (n/10 of each digit) and the same
 # guidance scale. Guidance doubles the work of each step (two halves in one batched pass), so
 # the NFE below counts steps; the cost in forward passes is twice that. FID carries a 90 %
-# bootstrap interval; class accuracy is the classifier's reading of the requested digit.
+# interval from the bootstrap; class accuracy is the classifier's reading of the requested digit.
 
 # %%
 ckpt = course_model("cfg", ctx.profile, ctx.device)
@@ -96,11 +96,10 @@ results, images = {}, {}
 for sampler, steps in RUNS:
     out = sample(ckpt.model, ckpt.schedule, len(labels), sampler=sampler, steps=steps, labels=labels, w=GUIDANCE_W,
                  x_T=x_T, seed=8)
-    boot = fid_bootstrap(out.images, classifier, n_boot=40)
+    value, lo, hi = fid_interval(out.images, classifier)
     images[sampler, steps] = out.images
     results[sampler, steps] = {
-        "fid": fid(out.images, classifier, w=GUIDANCE_W, baseline=False, warn=False).value,
-        "lo": np.percentile(boot, 5), "hi": np.percentile(boot, 95),
+        "fid": value, "lo": lo, "hi": hi,
         "accuracy": class_metrics(classifier, out.images, labels)["accuracy"], "seconds": out.seconds}
 baseline = real_baseline(classifier, len(labels))
 for (sampler, steps), r in results.items():

@@ -56,7 +56,7 @@ from academy_diffusion.metrics import (
     cluster_coverage,
     extract_features,
     fid,
-    fid_bootstrap,
+    fid_interval,
     precision_recall,
 )
 from academy_diffusion.plotting import show_rows
@@ -98,9 +98,7 @@ sets = {f"w={GUIDANCE_W:g}": draw(GUIDANCE_W), "w=1": draw(1), "w=0": draw(0), "
 sets["stamped"] = stamp(sets[f"w={GUIDANCE_W:g}"])
 fids, intervals = {}, {}
 for name, x in sets.items():
-    fids[name] = fid(x, classifier, baseline=False, warn=False).value
-    boot = fid_bootstrap(x, classifier, n_boot=40)
-    intervals[name] = (np.percentile(boot, 5), np.percentile(boot, 95))
+    fids[name], *intervals[name] = fid_interval(x, classifier)
 show = torch.cat([torch.nonzero(labels == d)[:1, 0] for d in range(10)])
 fig = show_rows({f"stamped: FID {fids['stamped']:.1f}": sets["stamped"][show],
                  f"w=1, clean: FID {fids['w=1']:.1f}": sets["w=1"][show]},
@@ -108,7 +106,7 @@ fig = show_rows({f"stamped: FID {fids['stamped']:.1f}": sets["stamped"][show],
 save_figure(fig, "08_blind_spot")
 plt.show()
 for name in ("stamped", "w=1"):
-    print(f"{name:>8}: FID {fids[name]:.2f} (90% bootstrap {intervals[name][0]:.1f}-{intervals[name][1]:.1f}), n={n}")
+    print(f"{name:>8}: FID {fids[name]:.2f} (90% interval {intervals[name][0]:.1f}-{intervals[name][1]:.1f}), n={n}")
 report("08_fid_blind_spots", n=n, stamp_size=STAMP, fid_stamped=fids["stamped"], fid_w1_clean=fids["w=1"],
        **{f"fid_{k}": v for k, v in fids.items() if k not in ("stamped", "w=1")})
 

@@ -330,3 +330,13 @@ def test_pairwise_study_tallies_agreement_with_fid():
         study.record("a")
     box = PairwiseStudy(study.pairs, study.fid).widget()
     assert "pair 1 of 3" in box.children[0].value
+
+
+def test_fid_interval_is_centred_on_the_value_and_narrows_with_n(fake_mnist):
+    (splits, _), clf = fake_mnist, FlatFeatures()
+    value, lo, hi = metrics.fid_interval(splits["train"][:40], clf, n_boot=30)
+    assert value == pytest.approx(metrics.fid(splits["train"][:40], clf, baseline=False, warn=False).value)
+    assert lo < value < hi and (hi - value) == pytest.approx(value - lo)
+    wide = hi - lo
+    _, lo2, hi2 = metrics.fid_interval(splits["train"][:300], clf, n_boot=30)
+    assert hi2 - lo2 < wide, "more samples, a narrower interval"
