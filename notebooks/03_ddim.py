@@ -146,11 +146,11 @@ report("03_ddim", n_compared=n, rms_ddim20_vs_ddim1000=d_20_1000.mean().item(),
        **{f"share_real_looking_{name}": v for name, v in inside.items()})
 
 # %% [markdown]
-# DDIM-20 reproduces DDIM-1000 image by image, but look at the quality column by column: the
-# 20-step samples are not as clean as the 1,000-step ones (the share of samples that look real
-# is printed above). Twenty steps of a deterministic sampler cut corners that 1,000 steps, or
-# the stochastic sampler's re-noising, smooth over. How much, and what to do about it, is a
-# measurement, not a belief: section 4.
+# DDIM-20 reproduces DDIM-1000 image by image. Is it as *good*? Look column by column, then at
+# the share of samples that fall among real digits (printed above): with the shipped model the
+# three samplers score within a few points of each other, which at n = 64 is noise. A weaker
+# network leans harder on many small steps, so this is worth checking on every model. How good 20
+# steps are is a measurement, not a belief: section 4 makes it at a larger n, with an interval.
 #
 # A note on comparing *sets* at this n: a Fréchet distance between two sets of n = 64 samples in
 # the classifier's 128-dimensional feature space rests on a singular covariance (rank ≤ 63), so
@@ -202,7 +202,13 @@ report("03_ddim", n_sweep=len(labels), w_sweep=GUIDANCE_W, fid_real_vs_real_swee
        **{f"accuracy_eta{eta:g}_steps{k}": r["accuracy"] for (eta, k), r in sweep.items()})
 
 # %% [markdown]
-# ADVICE
+# **What the sweep says** (the shipped model, w = 2, n = 250 per setting): every setting's FID
+# lies inside every other's interval, deterministic DDIM (η = 0) scores lowest at each step count,
+# and class accuracy is at or near 1.000 throughout. So on this model the fast sampler costs
+# nothing measurable: 10 or 20 deterministic steps are as good as 50, and fresh noise (η > 0) does
+# not help at this step count. That is the advice the rest of the course follows (DDIM-20, η = 0).
+# It is a property of *this* model and n: a weaker network, or a finer metric, can separate the
+# settings, so measure again when the model changes.
 #
 # ## 5. The speed-up, measured honestly
 #
@@ -235,13 +241,18 @@ report("03_ddim", nfe_ratio=nfe_ratio, wall_clock_ratio_interleaved=wall_ratio,
 #   unrelated digits (within 25 %).
 # * The wall-clock speed-up is real but smaller than the NFE ratio: between a fifth of it and
 #   the ratio itself (plus 20 % for timing noise).
-# * SWEEP_CLAIM
+# * Twenty deterministic steps are as good as any setting in the sweep: DDIM-20 at η = 0 has an
+#   FID below the upper end of the best setting's interval, and every setting reads the requested
+#   digit at least 99 % of the time.
 
 # %%
 claim(d_20_1000.mean() < 0.5 * d_ddpm_1000.mean(),
       f"DDIM-20 reproduces DDIM-1000: RMS {d_20_1000.mean():.3f} vs DDPM's {d_ddpm_1000.mean():.3f}")
 claim(abs(d_ddpm_1000.mean() / d_unrelated.mean() - 1) < 0.25,
       f"DDPM is not paired with DDIM: RMS {d_ddpm_1000.mean():.3f} vs unrelated {d_unrelated.mean():.3f}")
+claim(sweep[0.0, 20]["fid"] < sweep[best]["hi"] and min(r["accuracy"] for r in sweep.values()) >= 0.99,
+      f"DDIM-20 (η = 0) is as good as the best setting: FID {sweep[0.0, 20]['fid']:.1f} vs best "
+      f"{sweep[best]['fid']:.1f} (η = {best[0]:g}, {best[1]} steps, interval up to {sweep[best]['hi']:.1f})")
 claim(nfe_ratio / 5 < wall_ratio < 1.2 * nfe_ratio,
       f"wall-clock speed-up {wall_ratio:.0f}x for an NFE ratio of {nfe_ratio:.0f}x")
 
