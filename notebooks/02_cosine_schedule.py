@@ -112,6 +112,8 @@ plt.show()
 #
 # Same network, same data, same number of steps and seed as lesson 1's linear model (which is
 # loaded from the cache, or trained if this lesson runs on its own). Only the schedule differs.
+# (In the `quick` profile the two shipped models load instead; check their recipes as they print:
+# a comparison of schedules is only fair at the same training budget.)
 
 # %%
 lin = course_model("linear", ctx.profile, ctx.device)
@@ -224,8 +226,10 @@ report("02_cosine_schedule", share_real_looking_right_schedule=inside["right"],
 #   from the same x_T are less than half as far apart as unrelated samples; with η = 1 they are
 #   not (over half).
 # * With the stochastic sampler, the cosine model scores the better FID, and the two 90 %
-#   bootstrap intervals do not overlap: the difference is larger than the noise of the
-#   measurement at this n.
+#   intervals do not overlap: the difference is larger than the noise of the measurement at this
+#   n. This is only asserted when both models had the same training budget: in the `full`
+#   profile they do; the course's shipped `cosine` model is, for now, an older and shorter run
+#   than the shipped `linear` one (the recipes print when they load), and the lesson says so.
 # * The wrong schedule costs realism: fewer of its samples fall among real digits.
 
 # %%
@@ -234,8 +238,12 @@ claim(waste["linear"] > waste["cosine"] and half["linear"] < half["cosine"],
 claim(pair_distance[0.0] < 0.5 * pair_distance["unrelated"] < pair_distance[1.0],
       f"η = 0 pairs the schedules' samples (RMS {pair_distance[0.0]:.3f}), η = 1 does not "
       f"({pair_distance[1.0]:.3f}; unrelated {pair_distance['unrelated']:.3f})")
-claim(interval["cosine", 1.0][1] < interval["linear", 1.0][0],
-      f"with η = 1 cosine beats linear beyond the noise: FID {fids['cosine', 1.0]:.1f} vs {fids['linear', 1.0]:.1f}")
+if lin.meta["steps"] == cos.meta["steps"]:  # a verdict on the schedules needs the same training budget
+    claim(interval["cosine", 1.0][1] < interval["linear", 1.0][0],
+          f"with η = 1 cosine beats linear beyond the noise: FID {fids['cosine', 1.0]:.1f} vs {fids['linear', 1.0]:.1f}")
+else:
+    print(f"no verdict on the schedules: the two models were trained for {lin.meta['steps']:,} and "
+          f"{cos.meta['steps']:,} steps, so their FIDs compare training budgets as much as schedules")
 claim(inside["wrong"] < inside["right"],
       f"the wrong schedule loses realism: {inside['wrong']:.0%} vs {inside['right']:.0%} inside the real manifold")
 

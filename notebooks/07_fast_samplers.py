@@ -101,10 +101,11 @@ labels = torch.arange(10).repeat_interleave(n // 10)
 x_T = initial_noise(len(labels), seed=7)
 
 
-def run(sampler, steps, k=n):
-    """The first k of the lesson's samples with one sampler (the same x_T and labels for every sampler)."""
-    return sample(ckpt.model, ckpt.schedule, k, sampler=sampler, steps=steps, labels=labels[:k], w=GUIDANCE_W,
-                  x_T=x_T[:k], seed=8)
+def run(sampler, steps, pick=None):
+    """The lesson's samples (or those at indices ``pick``) with one sampler: the same x_T and labels for all."""
+    pick = torch.arange(len(labels)) if pick is None else pick
+    return sample(ckpt.model, ckpt.schedule, len(pick), sampler=sampler, steps=steps, labels=labels[pick],
+                  w=GUIDANCE_W, x_T=x_T[pick], seed=8)
 
 
 reference = run("dpm++2m", 100).images
@@ -118,13 +119,15 @@ for sampler, steps in RUNS:
         "fid": value, "lo": lo, "hi": hi, "n": len(labels), "seconds": out.seconds,
         "error": (out.images - reference).pow(2).flatten(1).mean(1).sqrt().mean().item(),
         "accuracy": class_metrics(classifier, out.images, labels)["accuracy"]}
-n_ddpm = n if ctx.profile.name == "full" else min(n, ctx.profile.compare_samples)
-ddpm = run("ddpm", None, n_ddpm)
+n_ddpm = n if ctx.profile.name == "full" else 10 * (min(n, ctx.profile.compare_samples) // 10)
+ddpm_pick = torch.arange(n).view(10, -1)[:, : n_ddpm // 10].flatten()  # the same number of each digit
+ddpm = run("ddpm", None, ddpm_pick)
 value, lo, hi = fid_interval(ddpm.images, classifier)
 results["ddpm", 1000] = {"fid": value, "lo": lo, "hi": hi, "n": n_ddpm, "seconds": ddpm.seconds * n / n_ddpm,
                          "error": float("nan"),
-                         "accuracy": class_metrics(classifier, ddpm.images, labels[:n_ddpm])["accuracy"]}
-images["ddpm", 1000] = ddpm.images
+                         "accuracy": class_metrics(classifier, ddpm.images, labels[ddpm_pick])["accuracy"]}
+images["ddpm", 1000] = torch.zeros_like(images["ddim", 5])
+images["ddpm", 1000][ddpm_pick] = ddpm.images
 baseline = {k: real_baseline(classifier, k) for k in {n, n_ddpm}}
 for (sampler, steps), r in results.items():
     print(f"{sampler:>8}-{steps:<4} NFE {steps:>4}: error {r['error']:.4f}  FID {r['fid']:7.2f} ({r['lo']:.1f}-{r['hi']:.1f}, "
@@ -161,7 +164,7 @@ report("07_fast_samplers", n=n, n_ddpm=n_ddpm, w=GUIDANCE_W, fid_real_vs_real_sa
        **{f"seconds_per_{n}_{s}{k}": r["seconds"] for (s, k), r in results.items()})
 
 # %%
-show = torch.cat([torch.nonzero(labels[:n_ddpm] == d)[:1, 0] for d in range(10)])
+show = ddpm_pick.view(10, -1)[:, 0]  # one sample of each digit, among those DDPM drew too
 fig = show_rows({f"{s}-{k}": images[s, k][show] for s, k in [("ddim", 5), ("dpm++2m", 5), ("ddim", 10),
                                                               ("dpm++2m", 10), ("ddim", 50), ("ddpm", 1000)]},
                 title="The same x_T per column, one digit each: few-step samplers side by side")
@@ -171,26 +174,30 @@ plt.show()
 # %% [markdown]
 # **The advice, backed by the plot.** Pick the sampler after training: the network is fixed, the
 # integrator is yours to choose, and a better one buys the same quality for fewer network calls.
-# A second-order solver such as DPM-Solver++ lands closer to the ODE's solution at every NFE, so
-# its 10 steps do what DDIM needs 20 or more for; the FID panel shows what a user gets, and on this
-# model it is flat from very few steps on, within the noise of the measurement. DDPM-1000 costs a
-# hundred times more network calls for a distribution no better than that. Never ship a 1,000-step
+# A second-order solver such as DPM-Solver++ lands closer to the ODE's solution at every NFE: on
+# the shipped model its 10 steps are about as accurate as DDIM's 20, and its 20 about as accurate
+# as DDIM's 50 (the errors are printed above). The FID panel shows what a user gets, and on this
+# model it is flat from very few steps on, within the noise of the measurement: the integration
+# error that remains at 10 steps is too small for the feature statistics to see. DDPM-1000 costs
+# fifty to a hundred times more network calls, and buys nothing the plot can show. Never ship a 1,000-step
 # sampler: measure quality against NFE on your own model and take the cheapest point that is as
 # good as the expensive ones.
 #
 # ## 3. Check the claims on numbers
 #
-# * The second-order integrator is more accurate per NFE: DPM-Solver++'s error at 5 NFE is below
-#   DDIM's at 5, and its error at 10 NFE is below DDIM's at 20.
+# * The second-order integrator is more accurate per NFE: at 5, 10 and 20 NFE DPM-Solver++'s error
+#   is below DDIM's, and with 10 NFE it is within 10 % of DDIM's with 20.
 # * DPM-Solver++ at 10 NFE matches DDIM at 20 on FID: its FID is below the upper end of DDIM-20's
 #   interval.
 # * Class accuracy hardly depends on the integrator once it has 10 steps or more (within 0.05).
 
 # %%
 r = results
-claim(r["dpm++2m", 5]["error"] < r["ddim", 5]["error"] and r["dpm++2m", 10]["error"] < r["ddim", 20]["error"],
-      f"DPM-Solver++ integrates more accurately: error {r['dpm++2m', 5]['error']:.4f} vs {r['ddim', 5]['error']:.4f} "
-      f"at 5 NFE; {r['dpm++2m', 10]['error']:.4f} at 10 vs DDIM-20's {r['ddim', 20]['error']:.4f}")
+claim(all(r["dpm++2m", k]["error"] < r["ddim", k]["error"] for k in (5, 10, 20))
+      and r["dpm++2m", 10]["error"] < 1.1 * r["ddim", 20]["error"],
+      "DPM-Solver++ integrates more accurately: error " + ", ".join(
+          f"{r['dpm++2m', k]['error']:.4f} vs {r['ddim', k]['error']:.4f} at {k} NFE" for k in (5, 10, 20))
+      + f"; DPM-Solver++-10 {r['dpm++2m', 10]['error']:.4f} vs DDIM-20 {r['ddim', 20]['error']:.4f}")
 claim(r["dpm++2m", 10]["fid"] < r["ddim", 20]["hi"],
       f"DPM-Solver++ at 10 NFE matches DDIM-20: FID {r['dpm++2m', 10]['fid']:.1f} vs {r['ddim', 20]['fid']:.1f} "
       f"(interval up to {r['ddim', 20]['hi']:.1f})")
