@@ -72,8 +72,8 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     bf16 where the hardware computes it natively:
 
     * CUDA GPUs of compute capability 8.0 or newer (A100, H100, RTX 30xx+);
-    * CPUs with AVX512-BF16 or AMX (recent Xeon and EPYC): 1.6-1.9x faster training and about
-      2.6x faster sampling than fp32 on the course's U-Net.
+    * CPUs with AVX512-BF16 or AMX (recent Xeon and EPYC): on the CI machine's CPU, 1 thread,
+      the quick U-Net trained 1.7x faster than in fp32 (436 against 253 img/s).
 
     A T4 (7.5), MPS and other CPUs stay in fp32, and ``ACADEMY_PRECISION=fp32`` forces fp32.
     """
@@ -94,7 +94,8 @@ def describe_precision(device: torch.device | str) -> str:
 
 # Images per forward pass that sample fastest on each device type, measured with the course's U-Net
 # (python -m academy_diffusion.bench prints the table). On a CPU, large batches fall out of the caches:
-# batch 64 gave 1,103 img/s in fp32 where batch 500 gave 826. A GPU wants big batches.
+# on 1 thread, batch 64 gave 611 img/s in fp32 (735 in bf16) where batch 512 gave 323 (495). A GPU
+# wants big batches.
 FORWARD_BATCH = {"cuda": 4096, "mps": 512, "cpu": 64}
 
 
