@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -41,7 +40,8 @@ COPIED = ("notebooks", "exercises")  # the folders a student works in
 def prepare_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT) -> list[Path]:
     """Copy each lesson and exercise notebook that ``dest`` lacks; never overwrite one that is there.
 
-    Returns the files copied now (empty when the working copy is complete).
+    The copies are plain notebooks (the jupytext pairing is dropped), so saving one writes only
+    that notebook. Returns the files copied now (empty when the working copy is complete).
     """
     copied = []
     for folder in COPIED:
@@ -51,7 +51,9 @@ def prepare_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT) -> list
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(original, tmp)
+            nb = json.loads(original.read_text())
+            nb.get("metadata", {}).pop("jupytext", None)  # a plain notebook: no paired .py in the copy
+            tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             tmp.replace(target)
             copied.append(target)
     return copied

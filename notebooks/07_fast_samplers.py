@@ -119,7 +119,7 @@ for sampler, steps in RUNS:
         "fid": value, "lo": lo, "hi": hi, "n": len(labels), "seconds": out.seconds,
         "error": (out.images - reference).pow(2).flatten(1).mean(1).sqrt().mean().item(),
         "accuracy": class_metrics(classifier, out.images, labels)["accuracy"]}
-n_ddpm = n if ctx.profile.name == "full" else 10 * (min(n, ctx.profile.compare_samples) // 10)
+n_ddpm = n if ctx.profile.name == "full" else 10 * max(1, min(n, ctx.profile.compare_samples) // 10)
 ddpm_pick = torch.arange(n).view(10, -1)[:, : n_ddpm // 10].flatten()  # the same number of each digit
 ddpm = run("ddpm", None, ddpm_pick)
 value, lo, hi = fid_interval(ddpm.images, classifier)

@@ -42,10 +42,12 @@ RUN_TIMEOUT_S = 300  # Run All takes 59-76 s on the idle 2-core CI machine: 4x m
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic"]
-# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read) and no
-# news prompt over the page. Autosave stays on, as a student has it: JupyterLab works on a working copy.
+# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read), no
+# news prompt over the page, and no autosave while the lesson runs (the test saves once, explicitly,
+# at the end; JupyterLab works on a working copy either way).
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
 
