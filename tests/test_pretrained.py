@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from academy_diffusion.classifier import SHIPPED, accuracy, load_classifier
-from academy_diffusion.course import COURSE_MODELS, PRETRAINED_DIR, pretrained_model
+from academy_diffusion.course import COURSE_MODELS, GUIDANCE_W, PRETRAINED_DIR, pretrained_model
 from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import class_metrics
 from academy_diffusion.pretrain import MANIFEST, results_table
@@ -39,11 +39,11 @@ def test_checkpoint_matches_manifest(kind):
 @pytest.mark.slow
 def test_guided_samples_reach_the_recorded_accuracy(needs_mnist):
     """At n = 200 (20 per digit) the accuracy's standard error is about 0.02; allow 0.06 below."""
-    recorded = MAN["cfg"]["metrics"]["w3"]["accuracy"]
+    recorded = MAN["cfg"]["metrics"][f"w{GUIDANCE_W:g}"]["accuracy"]
     ckpt = pretrained_model("cfg", "cpu")
     clf, _ = load_classifier(verbose=False)
     labels = torch.arange(10).repeat_interleave(20)
-    images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=20, labels=labels, w=3.0,
+    images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=20, labels=labels, w=GUIDANCE_W,
                     seed=1, progress=False).images
     acc = class_metrics(clf, images, labels)["accuracy"]
     assert acc >= recorded - 0.06, (acc, recorded)
