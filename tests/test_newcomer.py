@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _make_n(*args, **env):
-    out = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True,
-                         env={**{k: v for k, v in os.environ.items() if not k.startswith("CONDA")}, **env})
+    """What `make -n ARGS` would run, as if typed in a fresh shell (no conda, no outer make)."""
+    outer = ("CONDA", "MAKE", "MFLAGS")  # under `make test`, MAKELEVEL makes make print "Entering directory"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(outer)}
+    out = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True,
+                         text=True, env={**clean, **env})
     assert out.returncode == 0, out.stderr
     return out.stdout
 
