@@ -14,6 +14,10 @@ Measures, in one run, and prints a table plus JSON:
   :func:`academy_diffusion.device.autocast_dtype` and :data:`~academy_diffusion.device.FORWARD_BATCH`;
 * peak memory (GPU memory on CUDA, the process's peak resident memory elsewhere).
 
+``--quality`` instead samples the shipped guided model twice from the same x_T, in fp32 and in
+bf16 autocast, and compares FID, class accuracy and the images themselves
+(:func:`precision_quality`): the evidence that bf16 costs no sample quality.
+
 ``--short`` (what CI runs) uses few steps and small batches so that it finishes in about a
 minute on a CPU; the projections say so. Timings are wall-clock after a warm-up.
 """
@@ -145,6 +149,68 @@ def bench_precision(device, images, schedule, short: bool) -> dict:
     return out
 
 
+def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0, steps: int = 20,
+                      modes=("fp32", "auto")) -> dict:
+    """Sample ``model`` once per precision mode from the same x_T (seed 0), n/10 per digit at
+    guidance ``w`` with DDIM-``steps``, and measure each set: FID (with the real-vs-real baseline at
+    the same n) and class accuracy. Also compares the sets image by image: the mean absolute pixel
+    difference (images in [-1, 1]) and the share of samples the classifier reads as a different
+    digit. ``modes`` are :func:`~academy_diffusion.device.precision` names ("auto" = bf16 where native).
+    """
+    from .device import describe_precision
+    from .metrics import class_metrics, fid
+
+    labels = torch.arange(10).repeat_interleave(max(1, n // 10))
+    device = next(model.parameters()).device
+    out, images, preds = {"n": len(labels), "w": w, "sampler": f"ddim-{steps}"}, {}, {}
+    for mode in modes:
+        with precision(mode):
+            name = describe_precision(device)
+            x = sample(model, schedule, len(labels), sampler="ddim", steps=steps, labels=labels, w=w, seed=0,
+                       progress=False).images
+        f = fid(x, classifier, w=w, warn=False)
+        with torch.no_grad():
+            preds[name] = torch.cat([classifier(x[i:i + 2500].to(device)).argmax(1).cpu()
+                                     for i in range(0, len(x), 2500)])
+        out[name] = {"fid": f.value, "fid_real_vs_real_same_n": f.baseline,
+                     "accuracy": class_metrics(classifier, x, labels)["accuracy"]}
+        images[name] = x.float().cpu()
+    if len(images) == 2:
+        (a, xa), (b, xb) = images.items()
+        out["mean_abs_pixel_difference"] = float((xa - xb).abs().mean())
+        out["share_read_as_another_digit"] = float((preds[a] != preds[b]).float().mean())
+    return out
+
+
+def run_quality(n: int, w: float) -> dict:
+    """:func:`precision_quality` on the shipped guided model and the shipped FID classifier."""
+    from .checkpoints import load_checkpoint
+    from .classifier import load_classifier
+    from .course import PRETRAINED_DIR
+
+    device = get_device()
+    ckpt = load_checkpoint(PRETRAINED_DIR / "cfg.pt", device)
+    classifier, _ = load_classifier(device, verbose=False)
+    res = precision_quality(ckpt.model.float().eval(), ckpt.schedule, classifier, n=n, w=w)
+    return {"device": describe_device(device), "model": "cfg (shipped)", **res}
+
+
+def format_quality(res: dict) -> str:
+    lines = [f"fp32 against bf16 on {res['device']}: {res['model']}, n = {res['n']:,}, w = {res['w']:g}, "
+             f"{res['sampler']}, same x_T"]
+    for name in ("fp32", "bf16 autocast"):
+        if name in res:
+            r = res[name]
+            lines.append(f"  {name:<14} FID {r['fid']:.2f} (real-vs-real at n = {res['n']:,}: "
+                         f"{r['fid_real_vs_real_same_n']:.2f}), accuracy {r['accuracy']:.3f}")
+    if "mean_abs_pixel_difference" in res:
+        lines.append(f"  image by image: mean |pixel difference| {res['mean_abs_pixel_difference']:.4f} (of a "
+                     f"range of 2), read as another digit: {res['share_read_as_another_digit']:.1%}")
+    else:
+        lines.append("  (this device does not compute bf16 natively: fp32 only)")
+    return "\n".join(lines)
+
+
 def peak_memory_mb(device) -> float:
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -216,9 +282,16 @@ def main(argv=None) -> int:
     parser.add_argument("--short", action="store_true", help="a quick run (CI): few steps, projected")
     parser.add_argument("--profile", help="run profile whose model size to use (default: ACADEMY_PROFILE)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--quality", action="store_true", help="compare sample quality in fp32 and bf16 instead")
+    parser.add_argument("--n", type=int, default=1000, help="samples per precision for --quality")
+    parser.add_argument("--w", type=float, default=2.0, help="guidance scale for --quality")
     args = parser.parse_args(argv)
-    res = run(args.short, args.profile)
-    print(format_table(res))
+    if args.quality:
+        res = run_quality(args.n, args.w)
+        print(format_quality(res))
+    else:
+        res = run(args.short, args.profile)
+        print(format_table(res))
     print(json.dumps(res, indent=2))
     if args.json:
         with open(args.json, "w") as f:

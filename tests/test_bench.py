@@ -28,3 +28,20 @@ def test_short_benchmark_runs_and_reports(needs_mnist, monkeypatch):
     table = bench.format_table(res)
     for row in ("naive", "ddpm1000_guided", res["device"], "forward pass, quick, fp32, batch 64"):
         assert row in table, row
+
+
+def test_precision_quality_really_switches_precision(needs_mnist, tiny_cond_model, linear_schedule):
+    """The fp32-against-bf16 comparison samples the same x_T twice: where bf16 is native the two sets
+    must differ a little (bf16 really ran) but not much; elsewhere only fp32 runs."""
+    from academy_diffusion.classifier import load_classifier
+    from academy_diffusion.device import cpu_has_native_bf16
+
+    clf, _ = load_classifier(verbose=False)
+    res = bench.precision_quality(tiny_cond_model, linear_schedule, clf, n=40, w=2.0, steps=5)
+    assert res["n"] == 40 and res["fp32"]["accuracy"] <= 1.0
+    if cpu_has_native_bf16():
+        assert 0 < res["mean_abs_pixel_difference"] < 0.2, res
+        assert res["bf16 autocast"]["fid"] > 0
+        assert "bf16 autocast" in bench.format_quality({**res, "device": "cpu", "model": "tiny"})
+    else:
+        assert "mean_abs_pixel_difference" not in res and list(res).count("fp32") == 1

@@ -1,9 +1,12 @@
 """Lesson 1 as a student sees it: JupyterLab in headless Chromium, driven by Playwright.
 
-The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.lab`), on the
-repository and a free port, with the lesson on the course's registered kernel. It clicks
-Run > Run All Cells, waits for the lesson to finish in the ``quick`` profile, then drags the
-trajectory slider and checks that the picture on screen changes from noise to digits.
+The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.lab`): on a fresh
+working copy of the lessons, a free port, and the course's registered kernel, with autosave on as a
+student has it. It clicks Run > Run All Cells, waits for the lesson to finish in the ``quick``
+profile, drags the trajectory slider and checks that the picture on screen changes from noise to
+digits. Then it saves the lesson, as every student will: the save must land in the working copy,
+outputs and all, and leave the repository exactly as it was (``git status`` and the committed
+lesson's bytes).
 Screenshots go to ``build/screenshots/`` (the CI artifacts), with ``lesson01_measured.json``: the
 run time and what the pixels on screen measured.
 
@@ -20,6 +23,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -30,6 +34,7 @@ from academy_diffusion.lab import (
     KERNEL_DISPLAY_NAME,
     KERNEL_NAME,
     ROOT,
+    prepare_working_copy,
     register_kernel,
     start_lab,
 )
@@ -40,12 +45,10 @@ RUN_TIMEOUT_S = 300  # Run All takes 59-76 s on the idle 2-core CI machine: 4x m
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic"]
-# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read), no
-# news prompt over the page, and no autosave (this test runs JupyterLab on the repository itself;
-# `make lab` runs it on a working copy, see tests/test_newcomer.py).
+# Test-only JupyterLab settings: render every cell (no windowing, so every prompt can be read) and no
+# news prompt over the page. Autosave stays on, as a student has it.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
 
@@ -76,9 +79,18 @@ def _dark_share(png: bytes) -> float:
     return float((grey < 0.1).mean())
 
 
+def repository_state() -> dict:
+    """What a save must not change: ``git status`` and the bytes of lesson 1's committed pair."""
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    pair = {p: hashlib.sha256((ROOT / p).read_bytes()).hexdigest() for p in (LESSON, LESSON[:-5] + "py")}
+    return {"git status": status, **pair}
+
+
 @pytest.fixture
 def lab(tmp_path, needs_mnist, chromium):
-    """JupyterLab on the repository, started as ``make lab`` starts it, with test-only settings."""
+    """JupyterLab on a fresh working copy of the lessons, started as ``make lab`` starts it, with
+    test-only settings. The copy lives in ``tmp_path``, so a student's own ``my-lessons/`` is never touched."""
     settings = tmp_path / "lab-settings"
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +100,10 @@ def lab(tmp_path, needs_mnist, chromium):
     # the kernel inherits the rest of the environment (ACADEMY_MNIST_DIR, ACADEMY_CACHE_DIR)
     env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
            "ACADEMY_PROFILE": "quick"}
-    server = start_lab(log=log, env=env)
+    work = tmp_path / "my-lessons"
+    prepare_working_copy(work)
+    server = start_lab(root=work, log=log, env=env)
+    server.work = work
     yield server
     server.stop()
     log.close()
@@ -107,12 +122,26 @@ def _wait_until_run(page, n_code_cells: int, deadline: float) -> list[str]:
     return prompts
 
 
+def _wait_for_saved_outputs(path, n_code_cells: int, deadline: float) -> int:
+    """Poll the saved notebook until every code cell has an execution count; return how many do."""
+    counted = 0
+    while time.monotonic() < deadline:
+        try:
+            cells = json.loads(path.read_text())["cells"]
+            counted = sum(c["cell_type"] == "code" and c.get("execution_count") is not None for c in cells)
+        except (OSError, ValueError):  # mid-write
+            pass
+        if counted == n_code_cells:
+            break
+        time.sleep(0.5)
+    return counted
+
+
 def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    lesson = ROOT / LESSON
-    committed = hashlib.sha256(lesson.read_bytes()).hexdigest()
+    lesson, repository = lab.work / LESSON, repository_state()
     code = ["".join(c["source"]) for c in json.loads(lesson.read_text())["cells"] if c["cell_type"] == "code"]
     n_code_cells, n_figures = len(code), sum(src.count("plt.show()") for src in code)
     assert KERNEL_NAME in lab.api("kernelspecs")["kernelspecs"], "make lab must register the course's kernel"
@@ -189,9 +218,15 @@ def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
             (SCREENSHOTS / "lesson01_measured.json").write_text(json.dumps(measured, indent=2))
             # what is on screen went from noise to digits (mostly black background, as MNIST)
             assert noise_dark < 0.3 and sample_dark > 0.5, (noise_dark, sample_dark)
+
+            # the student saves: the lesson, outputs and all, lands in the working copy
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+            page.keyboard.press("Control+s")
+            saved = _wait_for_saved_outputs(lesson, n_code_cells, deadline=time.monotonic() + 30)
+            assert saved == n_code_cells, f"the saved copy has outputs in {saved} of {n_code_cells} code cells"
         finally:
             page.screenshot(path=SCREENSHOTS / "lesson01_last_state.png")
             browser.close()
-    assert hashlib.sha256(lesson.read_bytes()).hexdigest() == committed, "the test must not save the lesson"
+    assert repository_state() == repository, "saving a lesson in JupyterLab changed the repository"
     took = time.monotonic() - start
     assert took < RUN_TIMEOUT_S + 120, f"the browser test took {took:.0f} s; {machine_load()}"
