@@ -84,8 +84,8 @@ def measure(ckpt, classifier, n: int, steps: int = 20, ws=(1.0, 2.0, 3.0)) -> di
 def results_table(manifest: dict | None = None) -> str:
     """The README's results table (Markdown), every number read from the manifest."""
     m = manifest if manifest is not None else read_manifest()
-    lines = ["| model | trained | FID (n, w, sampler) | real-vs-real FID at the same n | class accuracy |",
-             "|---|---|---|---|---|"]
+    lines = ["| model | trained | FID (n, w, sampler) | real-vs-real FID at the same n | FID / real-vs-real | "
+             "class accuracy |", "|---|---|---|---|---|---|"]
     for kind in COURSE_MODELS:
         if kind not in m:
             continue
@@ -95,15 +95,17 @@ def results_table(manifest: dict | None = None) -> str:
         metrics = e["metrics"]
         if "fid" in metrics:
             lines.append(f"| `{kind}` | {trained} | {metrics['fid']:.1f} (n={metrics['fid_n']:,}, unguided, "
-                         f"{metrics['fid_sampler']}) | {metrics['fid_real_vs_real_same_n']:.1f} | – |")
+                         f"{metrics['fid_sampler']}) | {metrics['fid_real_vs_real_same_n']:.1f} | "
+                         f"{metrics['fid'] / metrics['fid_real_vs_real_same_n']:.1f}x | – |")
         for key in sorted(k for k in metrics if k.startswith("w")):
             r = metrics[key]
             lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
-                             f"{r['fid_real_vs_real_same_n']:.1f} | {r['accuracy']:.3f} |")
+                         f"{r['fid_real_vs_real_same_n']:.1f} | {r['fid'] / r['fid_real_vs_real_same_n']:.1f}x | "
+                         f"{r['accuracy']:.3f} |")
     if "classifier" in m:
         c = m["classifier"]
         lines.append(f"| `classifier` (FID features) | {c['epochs']:g} epochs in {c['train_seconds']:.0f} s on "
-                     f"{c['device']} | – | – | {c['test_accuracy']:.4f} (MNIST test set) |")
+                     f"{c['device']} | – | – | – | {c['test_accuracy']:.4f} (MNIST test set) |")
     return "\n".join(lines)
 
 

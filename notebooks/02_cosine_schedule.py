@@ -168,7 +168,8 @@ print("RMS pixel distance, linear vs cosine sample from the same x_T:",
 # The stochastic sampler injects fresh noise at every step and leans on the network to remove
 # it again, at every noise level. Now each model's own errors compound differently, the rows
 # become different digits, and the comparison becomes one of distributions: FID, with a
-# bootstrap interval for the noise of the measurement itself.
+# bootstrap interval for the noise of the measurement itself. Two FIDs whose intervals overlap
+# are not told apart by this many samples, whatever their difference looks like.
 
 # %%
 classifier, _ = load_classifier(ctx.device)
@@ -180,6 +181,25 @@ for (name, eta), value in fids.items():
     lo, hi = interval[name, eta]
     print(f"{name:>6}, η={eta:g}: FID {value:7.2f}  (90% interval {lo:.1f}-{hi:.1f}; n={n}, unguided, "
           f"DDIM-{steps}; real-vs-real at n={n}: {baseline:.2f})")
+
+
+def verdict(eta):
+    """Which schedule the FIDs under one sampler favour, or that this n cannot tell."""
+    (lo_l, hi_l), (lo_c, hi_c) = interval["linear", eta], interval["cosine", eta]
+    if hi_c < lo_l:
+        return "cosine better"
+    if hi_l < lo_c:
+        return "linear better"
+    return f"not told apart at n = {n} (the intervals overlap)"
+
+
+for eta in (0.0, 1.0):
+    print(f"η = {eta:g}: {verdict(eta)}")
+shipped = {ck.schedule.name: ck.meta.get("metrics", {}) for ck in (lin, cos)}
+if all("fid" in m for m in shipped.values()):  # the shipped models were measured at a larger n (manifest)
+    m = shipped["linear"]
+    print(f"measured when shipped (n = {m['fid_n']:,}, {m['fid_sampler']}, η = 0, same x_T; real-vs-real "
+          f"{m['fid_real_vs_real_same_n']:.2f}): linear {m['fid']:.1f}, cosine {shipped['cosine']['fid']:.1f}")
 report("02_cosine_schedule", n=n, fid_real_vs_real_same_n=baseline,
        **{f"fid_{name}_eta{eta:g}": v for (name, eta), v in fids.items()},
        **{f"rms_linear_vs_cosine_eta{k:g}" if k != "unrelated" else "rms_unrelated_pairs": v
@@ -226,12 +246,19 @@ report("02_cosine_schedule", share_real_looking_right_schedule=inside["right"],
 # * Deterministic DDIM hides the schedule: with η = 0, the linear and the cosine model's samples
 #   from the same x_T are less than half as far apart as unrelated samples; with η = 1 they are
 #   not (over half).
-# * With the stochastic sampler, the cosine model scores the better FID, and the two 90 %
-#   intervals do not overlap: the difference is larger than the noise of the measurement at this
-#   n. This is only asserted when both models had the same training budget: in the `full`
-#   profile they do; the course's shipped `cosine` model is, for now, an older and shorter run
-#   than the shipped `linear` one (the recipes print when they load), and the lesson says so.
 # * The wrong schedule costs realism: fewer of its samples fall among real digits.
+#
+# Which schedule is *better* is not asserted, because on this data it is not settled: read the
+# verdicts printed above. With the course's shipped models (same network, same 20 epochs, only
+# the schedule differs) and n = 1,000, neither sampler tells the schedules apart beyond the noise
+# of the measurement; the larger measurement made when the models were shipped (n = 10,000,
+# printed above when available) ranks them under DDIM-20 with η = 0, where linear scored better.
+# The page says the schedule "materially affects quality"; here, on 28×28 MNIST at this budget,
+# the effect is small next to the sampler's (compare the η = 0 and η = 1 rows: the same models,
+# FIDs far apart). A schedule comparison is only as good as its training budget (equal here),
+# its sampler and its n. An experiment for you: does cosine help a model that has trained less?
+# `short = dataclasses.replace(ctx.profile, pretrained=False, epochs=1)`, then
+# `course_model("linear", short, ctx.device)` and the same for `"cosine"`, and rerun the cells above.
 
 # %%
 claim(waste["linear"] > waste["cosine"] and half["linear"] < half["cosine"],
@@ -239,17 +266,16 @@ claim(waste["linear"] > waste["cosine"] and half["linear"] < half["cosine"],
 claim(pair_distance[0.0] < 0.5 * pair_distance["unrelated"] < pair_distance[1.0],
       f"η = 0 pairs the schedules' samples (RMS {pair_distance[0.0]:.3f}), η = 1 does not "
       f"({pair_distance[1.0]:.3f}; unrelated {pair_distance['unrelated']:.3f})")
-if lin.meta["steps"] == cos.meta["steps"]:  # a verdict on the schedules needs the same training budget
-    claim(interval["cosine", 1.0][1] < interval["linear", 1.0][0],
-          f"with η = 1 cosine beats linear beyond the noise: FID {fids['cosine', 1.0]:.1f} vs {fids['linear', 1.0]:.1f}")
-else:
-    print(f"no verdict on the schedules: the two models were trained for {lin.meta['steps']:,} and "
-          f"{cos.meta['steps']:,} steps, so their FIDs compare training budgets as much as schedules")
+if lin.meta["steps"] != cos.meta["steps"]:
+    print(f"note: the two models were trained for {lin.meta['steps']:,} and {cos.meta['steps']:,} steps, so the "
+          "FIDs above compare training budgets as much as schedules")
 claim(inside["wrong"] < inside["right"],
       f"the wrong schedule loses realism: {inside['wrong']:.0%} vs {inside['right']:.0%} inside the real manifold")
 
 # %% [markdown]
 # **Takeaways.** The schedule decides which noise levels the network practises and how a
-# sampler steps through them. Compare schedules with the sampler under which they differ, and
-# with an interval on the metric: a deterministic sampler from a shared x_T hides the difference.
-# And always sample with the schedule you trained with.
+# sampler steps through them. Compare schedules at equal training budgets, with intervals on the
+# metric and an n large enough to separate them: a deterministic sampler from a shared x_T pairs
+# the two models' samples, and at n = 1,000 the FIDs of these two models are not told apart. On
+# this data the sampler (η, steps) moved FID far more than the schedule did. And always sample
+# with the schedule you trained with.
