@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoints import checkpoint_dir, read_checkpoint_file, shipped_sha256
 from .data import load_mnist
 from .device import autocast
+from .reporting import progress_bar
 
 FEATURE_DIM = 128
 
@@ -65,7 +65,9 @@ def train_classifier(images, labels, epochs: float = 2, batch_size: int = 128, l
     gen = torch.Generator(device=device).manual_seed(seed)
     shift_gen = torch.Generator().manual_seed(seed)
     model.train()
-    for step in tqdm(range(total), desc="classifier", disable=not progress, leave=False):
+    bar = progress_bar(total, "classifier", progress)
+    for step in range(total):
+        bar.update()
         if step % per_epoch == 0:
             order = torch.randperm(len(images), device=device, generator=gen)
         idx = order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size]
@@ -76,6 +78,7 @@ def train_classifier(images, labels, epochs: float = 2, batch_size: int = 128, l
         loss.backward()
         opt.step()
         sched.step()
+    bar.close()
     return model.eval().requires_grad_(False)
 
 

@@ -14,6 +14,15 @@ from pathlib import Path
 BUILD_ENV = "ACADEMY_BUILD_DIR"
 
 
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """The package's progress bar: tqdm (a widget in Jupyter, text elsewhere), redrawn at most once a
+    second. A faster redraw floods the kernel's output channel on long runs (thousands of widget
+    updates in one cell), which slows the notebook and made nbval drop the cell's end message."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, mininterval=1.0)
+
+
 def _build_dir() -> Path | None:
     value = os.environ.get(BUILD_ENV)
     return Path(value) if value else None

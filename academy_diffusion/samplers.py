@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .device import autocast, sample_batch_size, synchronize
+from .reporting import progress_bar
 from .schedules import Schedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
@@ -265,8 +265,7 @@ def sample(
     chunks, trajectory, estimates = [], {}, {}
     synchronize(device)
     start = time.perf_counter()
-    bar = tqdm(total=len(timesteps) * -(-n // batch_size), desc=f"{sampler} sampling", disable=not progress,
-               leave=False)
+    bar = progress_bar(len(timesteps) * -(-n // batch_size), f"{sampler} sampling", progress)
     for lo in range(0, n, batch_size):
         x = x_T[lo : lo + batch_size].to(device)
         y = None if labels is None else labels[lo : lo + batch_size].to(device)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .device import autocast, synchronize
+from .reporting import progress_bar
 from .schedules import Schedule
 
 
@@ -151,7 +151,7 @@ def train(
 
     synchronize(device)
     start = time.perf_counter()
-    bar = tqdm(total=total, desc="training", disable=not progress, leave=False)
+    bar = progress_bar(total, "training", progress)
     for step in range(total):
         if step % per_epoch == 0:
             order = torch.randperm(n, device=device, generator=gen)
