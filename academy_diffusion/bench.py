@@ -34,7 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from .data import load_mnist, mnist_root
-from .device import FORWARD_BATCH, autocast, autocast_dtype, describe_device, get_device, precision, synchronize
+from .device import (
+    FORWARD_BATCH,
+    autocast,
+    autocast_dtype,
+    describe_device,
+    describe_precision,
+    get_device,
+    precision,
+    synchronize,
+)
 from .models import UNet, count_parameters
 from .profiles import get_profile
 from .samplers import sample
@@ -157,8 +166,7 @@ def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0
     difference (images in [-1, 1]) and the share of samples the classifier reads as a different
     digit. ``modes`` are :func:`~academy_diffusion.device.precision` names ("auto" = bf16 where native).
     """
-    from .device import describe_precision
-    from .metrics import class_metrics, fid
+    from .metrics import fid
 
     labels = torch.arange(10).repeat_interleave(max(1, n // 10))
     device = next(model.parameters()).device
@@ -173,7 +181,7 @@ def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0
             preds[name] = torch.cat([classifier(x[i:i + 2500].to(device)).argmax(1).cpu()
                                      for i in range(0, len(x), 2500)])
         out[name] = {"fid": f.value, "fid_real_vs_real_same_n": f.baseline,
-                     "accuracy": class_metrics(classifier, x, labels)["accuracy"]}
+                     "accuracy": (preds[name] == labels).float().mean().item()}
         images[name] = x.float().cpu()
     if len(images) == 2:
         (a, xa), (b, xb) = images.items()
