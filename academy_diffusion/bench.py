@@ -139,22 +139,36 @@ def bench_forward(model, device, batch: int, images: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+def _interleaved_rates(measure, modes, rounds: int) -> dict:
+    """Median of ``measure()`` (a rate) under each precision mode, the modes taken in alternation
+    (fp32, bf16, fp32, bf16, ...) so that a change of load on the machine hits both alike."""
+    rates = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            with precision(mode):
+                rates[mode].append(measure())
+    return {mode: sorted(r)[len(r) // 2] for mode, r in rates.items()}
+
+
 def bench_precision(device, images, schedule, short: bool) -> dict:
-    """Training and inference throughput in fp32 and in bf16 autocast, and inference by chunk size."""
+    """Training and inference throughput in fp32 and in bf16 autocast, and inference by chunk size.
+
+    The two precisions are measured in alternation (median of rounds), so their ratio holds even on
+    a machine whose load changes during the run."""
     native = autocast_dtype(device) is not None
     modes = ("fp32", "auto") if native else ("fp32",)
-    steps, n_inf = (8, 512) if short else (60, 4096)
+    label = {"fp32": "fp32", "auto": "bf16"}
+    steps, n_inf, rounds = (8, 512, 3) if short else (60, 4096, 3)
     out = {"native_bf16": native, "train": {}, "forward": {}}
-    for mode in modes:
-        label = "bf16" if mode == "auto" else "fp32"
-        with precision(mode):
-            for size, channels in (("quick", (16, 32, 64)), ("full", (32, 64, 128))):
-                fn = lambda c=channels: (torch.manual_seed(0), UNet(channels=c).to(device))[1]
-                out["train"][f"{size}_{label}"] = bench_package_training(fn, images, schedule, steps, 64)
-            torch.manual_seed(0)
-            model = UNet(channels=(16, 32, 64)).to(device).eval()
-            for batch in sorted({16, 64, 256, 1024, FORWARD_BATCH.get(torch.device(device).type, 64)}):
-                out["forward"][f"{batch}_{label}"] = bench_forward(model, device, batch, max(n_inf, batch * 2))
+    for size, channels in (("quick", (16, 32, 64)), ("full", (32, 64, 128))):
+        fn = lambda c=channels: (torch.manual_seed(0), UNet(channels=c).to(device))[1]
+        rates = _interleaved_rates(lambda: bench_package_training(fn, images, schedule, steps, 64), modes, 1)
+        out["train"].update({f"{size}_{label[m]}": r for m, r in rates.items()})
+    torch.manual_seed(0)
+    model = UNet(channels=(16, 32, 64)).to(device).eval()
+    for batch in sorted({16, 64, 256, 1024, FORWARD_BATCH.get(torch.device(device).type, 64)}):
+        rates = _interleaved_rates(lambda: bench_forward(model, device, batch, max(n_inf, batch * 2)), modes, rounds)
+        out["forward"].update({f"{batch}_{label[m]}": r for m, r in rates.items()})
     return out
 
 
