@@ -53,29 +53,6 @@ from .training import train
 EPOCH = 60_000
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
-    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation.
-
-    Alternating A, B, A, B, ... puts every contestant under the same load (another process, a
-    warming CPU), so their ratio is honest even where the absolute times are not.
-    """
-    times = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
-
-
 def bench_package_training(model_fn, images, schedule, steps: int, batch_size: int) -> float:
     """Images per second of :func:`academy_diffusion.training.train` (after a short warm-up)."""
     train(model_fn(), images, schedule, steps=min(5, steps), batch_size=batch_size, progress=False)
@@ -162,12 +139,12 @@ def bench_precision(device, images, schedule, short: bool) -> dict:
     out = {"native_bf16": native, "train": {}, "forward": {}}
     for size, channels in (("quick", (16, 32, 64)), ("full", (32, 64, 128))):
         fn = lambda c=channels: (torch.manual_seed(0), UNet(channels=c).to(device))[1]
-        rates = _interleaved_rates(lambda: bench_package_training(fn, images, schedule, steps, 64), modes, 1)
+        rates = _interleaved_rates(lambda f=fn: bench_package_training(f, images, schedule, steps, 64), modes, 1)
         out["train"].update({f"{size}_{label[m]}": r for m, r in rates.items()})
     torch.manual_seed(0)
     model = UNet(channels=(16, 32, 64)).to(device).eval()
     for batch in sorted({16, 64, 256, 1024, FORWARD_BATCH.get(torch.device(device).type, 64)}):
-        rates = _interleaved_rates(lambda: bench_forward(model, device, batch, max(n_inf, batch * 2)), modes, rounds)
+        rates = _interleaved_rates(lambda b=batch: bench_forward(model, device, b, max(n_inf, b * 2)), modes, rounds)
         out["forward"].update({f"{batch}_{label[m]}": r for m, r in rates.items()})
     return out
 

@@ -180,6 +180,7 @@ def main(argv=None) -> int:
     times, failed = {}, []
     for path in todo:
         print(f"running {path.name} ...", flush=True)
+        (build / "results" / f"{path.stem}.json").unlink(missing_ok=True)  # no numbers left from an older run
         try:
             times[path.stem] = run_notebook(path, build / "notebooks")
             print(f"  done in {times[path.stem]:.0f} s")

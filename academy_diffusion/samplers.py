@@ -69,12 +69,20 @@ def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> t
     return eps_uncond + w * (eps_cond - eps_uncond)
 
 
+def guidance_passes(w: float | None) -> int:
+    """Network passes per step under guidance scale ``w``: 2 (conditional and unconditional), except
+    at w = 1 (ε̂ = ε_cond) and w = 0 (ε̂ = ε_uncond), and without guidance (``None``): 1."""
+    return 2 if w is not None and w not in (0, 1) else 1
+
+
 def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels=None, w=None) -> torch.Tensor:
     """The model's noise estimate at ``x`` (``[B, C, H, W]``), timesteps ``t`` (``[B]``), in fp32.
 
     With ``labels`` and a guidance scale ``w``, the conditional and unconditional halves run
     in one batched forward pass of ``2B`` images and are combined with :func:`cfg_combine`.
-    With ``labels`` and no ``w``: plain conditional (the same as w = 1).
+    At w = 1 that combination is ε_cond and at w = 0 it is ε_uncond, so those two scales take a
+    single pass of ``B`` images (:func:`guidance_passes`). With ``labels`` and no ``w``: plain
+    conditional (the same as w = 1).
     """
     if w is not None:
         if getattr(model, "num_classes", None) is None:
@@ -82,6 +90,8 @@ def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels=Non
         if labels is None:
             raise ValueError("guidance (w) needs the class labels to guide towards")
         null = torch.full_like(labels, model.null_class)
+        if guidance_passes(w) == 1:  # one of the two predictions has weight zero
+            return model(x, t, labels if w == 1 else null).float()
         eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float()
         eps_cond, eps_uncond = eps.chunk(2)
         return cfg_combine(eps_cond, eps_uncond, w)
@@ -233,7 +243,7 @@ def sample(
         clip_x0: clamp each step's estimate of x_0 to [-1, 1] (see :func:`predict_x0`); on by
             default, as in DDPM's reference sampler.
         batch_size: images sampled at once; default :func:`~academy_diffusion.device.sample_batch_size`,
-            the fastest per image on this device (64 a pass on a CPU, 4,096 on a GPU; guidance
+            the fastest per image on this device (64 a pass on a CPU, 4,096 on a GPU; two-pass guidance
             halves it, since its pass holds both halves). Stochastic samplers draw their noise
             chunk by chunk, so a run repeats exactly on the same device and precision.
     Returns:
@@ -257,7 +267,7 @@ def sample(
         raise ValueError(f"x_T holds {len(x_T)} starting images, but n = {n}")
     if labels is not None and len(labels) != n:
         raise ValueError(f"expected {n} labels, got {len(labels)}")
-    batch_size = batch_size or sample_batch_size(device, guided=w is not None)
+    batch_size = batch_size or sample_batch_size(device, guided=guidance_passes(w) == 2)
     wanted = set(range(T + 1)) if capture == "all" else set(capture or ())
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     model.eval()

@@ -85,7 +85,9 @@ report("04_classifier_free_guidance", p_uncond=P_UNCOND, train_steps=ckpt.meta["
 # ## 2. The eye test: one digit, eight samples, growing w
 #
 # Each row asks for the same digit with the same eight starting noises x_T; only w changes from
-# row to row. Both halves of the guidance formula run in one batched forward pass (2B images).
+# row to row. Both halves of the guidance formula run in one batched forward pass (2B images);
+# at w = 1 the formula is ε_cond alone (and at w = 0 ε_uncond alone), so the sampler then makes a
+# single pass of B images: w = 1 costs half as much as any real guidance.
 # Sampler: DDIM-20. Look along each row for *variety* (slant, loops, stroke width) and down the
 # rows for how it changes.
 

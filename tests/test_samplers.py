@@ -2,6 +2,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from academy_diffusion.device import precision
 from academy_diffusion.samplers import (
     ScheduleMismatchError,
     cfg_combine,
@@ -109,6 +110,41 @@ def test_cfg_endpoints(tiny_cond_model):
         guided = predict_noise(tiny_cond_model, x, t, y, w=3.0)
         torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(cfg_combine(torch.ones(2), torch.zeros(2), 5.0), torch.full((2,), 5.0))
+
+
+def test_guidance_at_w_0_and_1_takes_one_pass(tiny_cond_model, linear_schedule):
+    """At w = 1 (and 0) one of the two predictions has weight zero: a single pass of B images gives the
+    same samples as the two-pass combination, and is what runs (a counting wrapper sees the batches)."""
+    seen = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.num_classes, self.null_class = inner, inner.num_classes, inner.null_class
+            self.in_channels = inner.in_channels
+
+        def forward(self, x, t, y=None):
+            seen.append(len(x))
+            return self.inner(x, t, y)
+
+    counting, labels = Counting(tiny_cond_model), torch.arange(8) % 10
+    x_T = initial_noise(8, seed=5)
+    for w in (0.0, 1.0, 2.0):
+        seen.clear()
+        with precision("fp32"):  # the reference below runs in fp32
+            got = sample(counting, linear_schedule, 8, sampler="ddim", steps=3, labels=labels, w=w, x_T=x_T,
+                         progress=False, batch_size=8).images
+        assert seen == [8 if w in (0, 1) else 16] * 3, (w, seen)
+        x = x_T.clone()  # the two-pass reference, written out with cfg_combine
+        steps = ddim_timesteps(1000, 3)
+        with torch.no_grad():
+            for i, t in enumerate(steps):
+                tt = torch.full((8,), t)
+                cond = tiny_cond_model(x, tt, labels)
+                uncond = tiny_cond_model(x, tt, torch.full_like(labels, 10))
+                x = ddim_step(linear_schedule, x, t, steps[i + 1] if i + 1 < len(steps) else -1,
+                              cfg_combine(cond, uncond, w), 0.0, None, True)
+        torch.testing.assert_close(got, x, rtol=1e-3, atol=1e-3)
 
 
 def test_guidance_needs_conditional_model(tiny_model, linear_schedule):
