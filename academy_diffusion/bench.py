@@ -53,6 +53,23 @@ from .training import train
 EPOCH = 60_000
 
 
+def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
+    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation.
+
+    Alternating A, B, A, B, ... puts every contestant under the same load (another process, a
+    warming CPU), so their ratio is honest even where the absolute times are not.
+    """
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+
+
 def bench_package_training(model_fn, images, schedule, steps: int, batch_size: int) -> float:
     """Images per second of :func:`academy_diffusion.training.train` (after a short warm-up)."""
     train(model_fn(), images, schedule, steps=min(5, steps), batch_size=batch_size, progress=False)

@@ -41,7 +41,9 @@ def prepare_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT) -> list
     """Copy each lesson and exercise notebook that ``dest`` lacks; never overwrite one that is there.
 
     The copies are plain notebooks (the jupytext pairing is dropped), so saving one writes only
-    that notebook. Returns the files copied now (empty when the working copy is complete).
+    that notebook, and they name the course's kernel (see :func:`register_kernel`), so JupyterLab
+    starts it on opening without asking which kernel to use. Returns the files copied now (empty
+    when the working copy is complete).
     """
     copied = []
     for folder in COPIED:
@@ -52,7 +54,9 @@ def prepare_working_copy(dest: Path = WORKING_COPY, source: Path = ROOT) -> list
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
             nb = json.loads(original.read_text())
-            nb.get("metadata", {}).pop("jupytext", None)  # a plain notebook: no paired .py in the copy
+            meta = nb.setdefault("metadata", {})
+            meta.pop("jupytext", None)  # a plain notebook: no paired .py in the copy
+            meta["kernelspec"] = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
             tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             tmp.replace(target)
             copied.append(target)

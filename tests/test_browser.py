@@ -145,8 +145,7 @@ def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
     code = ["".join(c["source"]) for c in json.loads(lesson.read_text())["cells"] if c["cell_type"] == "code"]
     n_code_cells, n_figures = len(code), sum(src.count("plt.show()") for src in code)
     assert KERNEL_NAME in lab.api("kernelspecs")["kernelspecs"], "make lab must register the course's kernel"
-    # open the lesson on the course's kernel, as a student who picked it would
-    lab.api("sessions", {"path": LESSON, "type": "notebook", "name": lesson.name, "kernel": {"name": KERNEL_NAME}})
+    # the working copy names the course's kernel: opening the lesson starts it, with no question asked
     start = time.monotonic()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -154,6 +153,10 @@ def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
         try:
             page.goto(lab.url(LESSON))
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+            # the kernel has started and is idle before anything runs (a "Select Kernel" dialog would come first)
+            page.wait_for_function("name => document.querySelector('.jp-Dialog') || "
+                                   "document.body.innerText.includes(name + ' | Idle')", arg=KERNEL_DISPLAY_NAME,
+                                   timeout=120_000)
             dialogs = page.locator(".jp-Dialog")
             assert dialogs.count() == 0, f"JupyterLab opened the lesson with a dialog: {dialogs.first.inner_text()}"
             assert page.get_by_text(KERNEL_DISPLAY_NAME).count(), "the lesson should run on the course's kernel"

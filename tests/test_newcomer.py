@@ -32,6 +32,8 @@ def test_working_copy_is_made_once_and_never_overwritten(tmp_path):
     assert len(names) == len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))) + \
         len(list((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")))
     mine = work / "notebooks" / "01_tiny_ddpm.ipynb"
+    meta = json.loads(mine.read_text())["metadata"]
+    assert "jupytext" not in meta and meta["kernelspec"]["name"] == lab.KERNEL_NAME, "opens on the course kernel"
     mine.write_text('{"my": "work"}')
     (work / "notebooks" / "02_cosine_schedule.ipynb").unlink()  # as if lesson 2 were new in the course
     assert [p.name for p in lab.prepare_working_copy(work)] == ["02_cosine_schedule.ipynb"]
