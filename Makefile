@@ -52,8 +52,12 @@ mutants: setup
 lint: setup
 	$(PY) -m ruff check .
 
+# The whole suite runs on two workers of one thread each: on a 2-core machine that keeps both cores
+# busy through the many single-threaded stretches (kernels starting, pip, JupyterLab) without two
+# PyTorch processes fighting over both cores. A file's tests stay on one worker (--dist loadfile):
+# a notebook's cells share one kernel. TESTS=... runs just those, in this process, every thread.
 test: lint
-	$(PY) -m pytest $(if $(TESTS),$(TESTS))
+	$(if $(TESTS),$(PY) -m pytest $(TESTS),OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

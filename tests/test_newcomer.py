@@ -69,6 +69,8 @@ def test_one_lesson_at_a_time():
     assert _make_n("course", "LESSON=03").strip().endswith("-m academy_diffusion.course --only 03")
     assert _make_n("course").strip().endswith("-m academy_diffusion.course")
     assert _make_n("test", "TESTS=tests/test_device.py").strip().endswith("-m pytest tests/test_device.py")
+    whole = _make_n("test").strip().splitlines()[-1]  # two one-thread workers, never two claiming both cores
+    assert whole.startswith("OMP_NUM_THREADS=1 ") and whole.endswith("-m pytest -n 2 --dist loadfile"), whole
     assert [p.name[:2] for p in course.lessons(only=["3", "01"])] == ["01", "03"]
     with pytest.raises(ValueError, match="no lesson 42"):
         course.lessons(only=["42"])
