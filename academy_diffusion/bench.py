@@ -53,21 +53,32 @@ from .training import train
 EPOCH = 60_000
 
 
-def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
-    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation.
+def median_interleaved(runs: dict, rounds: int = 3) -> dict:
+    """Median of each callable's result in ``runs`` (name -> fn), the callables run in alternation.
 
     Alternating A, B, A, B, ... puts every contestant under the same load (another process, a
-    warming CPU), so their ratio is honest even where the absolute times are not.
+    warming CPU), so their ratio is honest even where the absolute numbers are not.
     """
-    times = {name: [] for name in runs}
+    results = {name: [] for name in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
+            results[name].append(fn())
+    return {name: sorted(r)[len(r) // 2] for name, r in results.items()}
+
+
+def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
+    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation
+    (:func:`median_interleaved`)."""
+    def timed(fn):
+        def run():
             synchronize(device)
             start = time.perf_counter()
             fn()
             synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+            return time.perf_counter() - start
+        return run
+
+    return median_interleaved({name: timed(fn) for name, fn in runs.items()}, rounds)
 
 
 def bench_package_training(model_fn, images, schedule, steps: int, batch_size: int) -> float:
@@ -133,15 +144,12 @@ def bench_forward(model, device, batch: int, images: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def _interleaved_rates(measure, modes, rounds: int) -> dict:
-    """Median of ``measure()`` (a rate) under each precision mode, the modes taken in alternation
-    (fp32, bf16, fp32, bf16, ...) so that a change of load on the machine hits both alike."""
-    rates = {mode: [] for mode in modes}
-    for _ in range(rounds):
-        for mode in modes:
-            with precision(mode):
-                rates[mode].append(measure())
-    return {mode: sorted(r)[len(r) // 2] for mode, r in rates.items()}
+def _in_precision(mode: str, measure):
+    """``measure`` wrapped to run under :func:`~academy_diffusion.device.precision` ``mode``."""
+    def run():
+        with precision(mode):
+            return measure()
+    return run
 
 
 def bench_precision(device, images, schedule, short: bool) -> dict:
@@ -150,19 +158,20 @@ def bench_precision(device, images, schedule, short: bool) -> dict:
     The two precisions are measured in alternation (median of rounds), so their ratio holds even on
     a machine whose load changes during the run."""
     native = autocast_dtype(device) is not None
-    modes = ("fp32", "auto") if native else ("fp32",)
-    label = {"fp32": "fp32", "auto": "bf16"}
-    steps, n_inf, rounds = (8, 512, 3) if short else (60, 4096, 3)
+    modes = {"fp32": "fp32", "bf16": "auto"} if native else {"fp32": "fp32"}  # label -> precision mode
+    steps, n_inf = (8, 512) if short else (60, 4096)
     out = {"native_bf16": native, "train": {}, "forward": {}}
     for size, channels in (("quick", (16, 32, 64)), ("full", (32, 64, 128))):
         fn = lambda c=channels: (torch.manual_seed(0), UNet(channels=c).to(device))[1]
-        rates = _interleaved_rates(lambda f=fn: bench_package_training(f, images, schedule, steps, 64), modes, 1)
-        out["train"].update({f"{size}_{label[m]}": r for m, r in rates.items()})
+        measure = lambda f=fn: bench_package_training(f, images, schedule, steps, 64)
+        rates = median_interleaved({label: _in_precision(m, measure) for label, m in modes.items()}, rounds=1)
+        out["train"].update({f"{size}_{label}": r for label, r in rates.items()})
     torch.manual_seed(0)
     model = UNet(channels=(16, 32, 64)).to(device).eval()
     for batch in sorted({16, 64, 256, 1024, FORWARD_BATCH.get(torch.device(device).type, 64)}):
-        rates = _interleaved_rates(lambda b=batch: bench_forward(model, device, b, max(n_inf, b * 2)), modes, rounds)
-        out["forward"].update({f"{batch}_{label[m]}": r for m, r in rates.items()})
+        measure = lambda b=batch: bench_forward(model, device, b, max(n_inf, b * 2))
+        rates = median_interleaved({label: _in_precision(m, measure) for label, m in modes.items()}, rounds=3)
+        out["forward"].update({f"{batch}_{label}": r for label, r in rates.items()})
     return out
 
 
