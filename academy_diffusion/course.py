@@ -3,28 +3,35 @@
 * :func:`setup_lesson` is the first call of every lesson: device, run profile, seed.
 * :func:`course_model` trains one of the course's models (or loads it from the cache, so that
   lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone).
+* :func:`cached_sample` is :func:`~academy_diffusion.samplers.sample` stored on disk, so that
+  lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings).
 * ``python -m academy_diffusion.course`` (what ``make course`` calls) executes every
-  ``notebooks/NN_*.ipynb`` in order, writes the executed notebooks to ``build/notebooks/``, their
+  ``notebooks/NN_*.ipynb``, writes the executed notebooks to ``build/notebooks/``, their
   figures to ``build/figures/`` and their measured numbers to ``build/results/``, then prints a
-  summary. The run profile comes from ``ACADEMY_PROFILE``.
-"""
+  summary in course order. The run profile comes from ``ACADEMY_PROFILE``. On a CPU with the
+  quick profile it runs two lessons at a time on one thread each (:func:`default_jobs`)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
 from .checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint, shipped_sha256
-from .data import load_mnist
+from .data import cache_dir, load_mnist, writable_dir
 from .device import describe_device, describe_precision, get_device, seed_everything
 from .models import UNet, count_parameters
 from .profiles import Profile, get_profile
 from .reporting import BUILD_ENV
+from .samplers import SampleResult, sample
 from .schedules import make_schedule
 from .training import train
 
@@ -128,6 +135,69 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
     return load_checkpoint(path, device)
 
 
+def _fingerprint(*parts) -> str:
+    """A short sha256 of tensors (by content), modules' weights and plain values, in order."""
+    h = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, (list, tuple)):
+            h.update(f"{type(x).__name__}{len(x)}".encode())
+            for item in x:
+                feed(item)
+        elif isinstance(x, torch.nn.Module):
+            for name, tensor in x.state_dict().items():
+                feed(name)
+                feed(tensor)
+        elif isinstance(x, torch.Tensor):
+            x = x.detach().cpu().contiguous()
+            h.update(f"{x.dtype}{tuple(x.shape)}".encode())
+            h.update(x.view(-1).view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+        else:
+            h.update(repr(x).encode())
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()[:24]
+
+
+def _sampling_code() -> str:
+    """The source of the modules a sample depends on, so that a code change never reuses old samples."""
+    from . import device, models, samplers, schedules
+
+    return "".join(Path(m.__file__).read_text() for m in (device, models, samplers, schedules))
+
+
+def cached_sample(model, schedule, n: int, **kwargs) -> SampleResult:
+    """``sample(model, schedule, n, **kwargs)``, stored on disk so that a second identical call reuses it.
+
+    Lessons 4, 5 and 8 sample the ``cfg`` model at the same guidance scales from the same x_T and
+    labels: the second lesson to ask reads the first one's samples instead of drawing them again.
+    The key is everything the samples depend on: the model's weights, the schedule, every argument
+    (``x_T`` and ``labels`` by content), the device, the precision, the torch version and the
+    source of the sampling code. A hit therefore returns what :func:`sample` would return on this
+    machine, with ``seconds`` as it took when first drawn. Use it only for deterministic calls
+    (``x_T`` given, or drawn from ``seed``); ``capture`` is not supported.
+    """
+    if kwargs.get("capture"):
+        raise ValueError("cached_sample does not store trajectories (capture); call sample() instead")
+    device = next(model.parameters()).device
+    settings = sorted((k, v) for k, v in kwargs.items() if k != "progress")  # a progress bar changes nothing
+    key = _fingerprint(model, schedule.name, schedule.betas, n, settings, device.type, describe_precision(device),
+                       torch.__version__, _sampling_code())
+    path = cache_dir() / "samples" / f"{key}.pt"
+    if path.exists():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        print(f"reused {n} samples drawn earlier with the same model, x_T and settings "
+              f"(they took {stored['seconds']:.1f} s): {path}")
+        return SampleResult(stored["images"], seconds=stored["seconds"])
+    result = sample(model, schedule, n, **kwargs)
+    folder = writable_dir(path.parent)
+    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    torch.save({"images": result.images, "seconds": result.seconds}, tmp)
+    tmp.replace(path)  # atomic: a lesson running beside this one never reads half a file
+    return result
+
+
 def lessons(folder: Path = ROOT / "notebooks", only=None) -> list[Path]:
     """The lesson notebooks, in course order; ``only`` keeps those whose number is listed (``["03"]``).
 
@@ -144,26 +214,53 @@ def lessons(folder: Path = ROOT / "notebooks", only=None) -> list[Path]:
     return [p for p in found if p.name[:2] in wanted]
 
 
-def run_notebook(path: Path, out_dir: Path, timeout: int = 3600) -> float:
-    """Execute one notebook in the current Python environment; returns its wall-clock seconds."""
+def run_notebook(path: Path, out_dir: Path, timeout: int = 3600, threads: int | None = None) -> float:
+    """Execute one notebook in the current Python environment; returns its wall-clock seconds.
+
+    ``threads`` caps the kernel's CPU threads (``OMP_NUM_THREADS``); None leaves PyTorch's default.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     try:
-        client.execute()
+        client.execute(env=env)
     finally:
         nbformat.write(nb, out_dir / path.name)
     return time.perf_counter() - start
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_jobs(profile: Profile, device) -> int:
+    """How many lessons ``make course`` runs at once: 2 on a CPU of 2+ cores whose lessons load
+    the shipped models (they share nothing then), else 1.
+
+    On this course's 2-core CI machine, the U-Net's forward pass on one thread runs at ~90 % of its
+    speed on two (small convolutions do not split well), so two one-thread lessons side by side
+    finish sooner than the same lessons one after the other on two threads. A GPU is one device,
+    and lessons that train their own models share them through the cache: those run in order.
+    """
+    if torch.device(device).type != "cpu" or not profile.pretrained:
+        return 1
+    return min(2, cpu_cores())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default=str(ROOT / "build"), help="output folder (default: build/)")
     parser.add_argument("--only", nargs="*", help="lesson numbers to run, e.g. --only 01 03")
+    parser.add_argument("--jobs", type=int, help="lessons run at once, each on cores/jobs threads "
+                        "(default: 2 on a multi-core CPU with the quick profile, else 1)")
     args = parser.parse_args(argv)
 
     build = Path(args.build).resolve()
@@ -177,19 +274,36 @@ def main(argv=None) -> int:
     if not todo:
         print("no lessons to run yet (notebooks/NN_*.ipynb)")
         return 0
+    if args.jobs is not None and args.jobs < 1:
+        print(f"--jobs must be at least 1, got {args.jobs}")
+        return 2
+    jobs = min(args.jobs or default_jobs(get_profile(), get_device()), len(todo))
+    threads = max(1, cpu_cores() // jobs) if jobs > 1 else None
+    if jobs > 1:
+        print(f"running {len(todo)} lessons, {jobs} at a time, {threads} CPU thread(s) each")
     times, failed = {}, []
-    for path in todo:
-        print(f"running {path.name} ...", flush=True)
+
+    def say(line: str) -> None:  # one write per line, so that two lessons' lines never interleave
+        print(line + "\n", end="", flush=True)
+
+    def run_one(path: Path) -> None:
+        say(f"running {path.name} ...")
         (build / "results" / f"{path.stem}.json").unlink(missing_ok=True)  # no numbers left from an older run
         try:
-            times[path.stem] = run_notebook(path, build / "notebooks")
-            print(f"  done in {times[path.stem]:.0f} s")
+            times[path.stem] = run_notebook(path, build / "notebooks", threads=threads)
+            say(f"  {path.name} done in {times[path.stem]:.0f} s")
         except Exception as err:  # keep going: report every lesson
             failed.append(path.name)
-            print(f"  FAILED: {type(err).__name__}: {str(err)[-2000:]}")
-    print_summary(build, times)
+            say(f"  {path.name} FAILED: {type(err).__name__}: {str(err)[-2000:]}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:  # in course order: lessons 5 and 8 reuse lesson 4's samples
+        list(pool.map(run_one, todo))
+    print_summary(build, {p.stem: times[p.stem] for p in todo if p.stem in times})
+    print(f"total: {time.perf_counter() - start:.0f} s of wall clock for {len(todo)} lessons, {jobs} at a time")
     if failed:
-        print(f"failed lessons: {', '.join(failed)} (executed copies with the error are in {build / 'notebooks'})")
+        print(f"failed lessons: {', '.join(sorted(failed))} (executed copies with the error are in "
+              f"{build / 'notebooks'})")
     return 1 if failed else 0
 
 

@@ -24,3 +24,53 @@ def test_a_rerun_leaves_no_numbers_from_an_older_run(tmp_path, monkeypatch, caps
     assert json.loads((build / "results" / "01_demo.json").read_text()) == {"fresh": 2.5}
     printed = capsys.readouterr().out
     assert "fresh: 2.5" in printed and "stale" not in printed
+
+
+def _lesson(folder, name, code):
+    path = folder / f"{name}.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_two_lessons_run_side_by_side_on_one_thread_each(tmp_path, monkeypatch, capsys):
+    """The quick profile on a two-core CPU: both kernels at once (their run times overlap), one thread
+    each, so that no two PyTorch processes claim both cores (whatever OMP_NUM_THREADS says outside)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    code = ("import time, torch\nfrom academy_diffusion.reporting import report\n"
+            "start = time.time(); time.sleep(4)\n"
+            "report('{name}', threads=torch.get_num_threads(), start=start, end=time.time())")
+    todo = [_lesson(folder, name, code.format(name=name)) for name in ("01_a", "02_b")]
+    monkeypatch.setattr(course, "lessons", lambda only=None: todo)
+    monkeypatch.setattr(course, "cpu_cores", lambda: 2)
+    for name, value in (("ACADEMY_PROFILE", "quick"), ("ACADEMY_DEVICE", "cpu"), ("OMP_NUM_THREADS", "2")):
+        monkeypatch.setenv(name, value)
+    build = tmp_path / "build"
+    assert course.main(["--build", str(build)]) == 0
+    a, b = (json.loads((build / "results" / f"{name}.json").read_text()) for name in ("01_a", "02_b"))
+    assert a["threads"] == b["threads"] == 1
+    assert a["start"] < b["end"] and b["start"] < a["end"], "the two lessons ran one after the other"
+    printed = capsys.readouterr().out
+    assert "2 at a time, 1 CPU thread(s) each" in printed
+    assert printed.index("01_a: ") < printed.index("02_b: "), "the summary is not in course order"
+
+
+def test_lessons_run_two_at_a_time_only_where_they_share_nothing(monkeypatch):
+    """Two at a time needs a CPU of two cores or more and lessons that load shipped models; lessons that
+    train share their models through the cache, and a GPU is one device."""
+    from academy_diffusion.profiles import get_profile
+
+    monkeypatch.setattr(course, "cpu_cores", lambda: 2)
+    assert course.default_jobs(get_profile("quick"), "cpu") == 2
+    for name, device in (("full", "cpu"), ("smoke", "cpu"), ("quick", "cuda"), ("quick", "mps")):
+        assert course.default_jobs(get_profile(name), device) == 1, (name, device)
+    monkeypatch.setattr(course, "cpu_cores", lambda: 1)
+    assert course.default_jobs(get_profile("quick"), "cpu") == 1
+
+
+def test_a_job_count_below_one_is_refused(tmp_path, capsys):
+    assert course.main(["--build", str(tmp_path), "--jobs", "0", "--only", "01"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().out
+
