@@ -4,7 +4,8 @@
 * :func:`course_model` trains one of the course's models (or loads it from the cache, so that
   lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone).
 * :func:`cached_sample` is :func:`~academy_diffusion.samplers.sample` stored on disk, so that
-  lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings).
+  lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings),
+  and lesson 6 the linear model's samples lesson 2 drew.
 * ``python -m academy_diffusion.course`` (what ``make course`` calls) executes every
   ``notebooks/NN_*.ipynb``, writes the executed notebooks to ``build/notebooks/``, their
   figures to ``build/figures/`` and their measured numbers to ``build/results/``, then prints a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -167,11 +169,15 @@ def _sampling_code() -> str:
     return "".join(Path(m.__file__).read_text() for m in (device, models, samplers, schedules))
 
 
+_SAMPLE_SIGNATURE = inspect.signature(sample)
+
+
 def cached_sample(model, schedule, n: int, **kwargs) -> SampleResult:
     """``sample(model, schedule, n, **kwargs)``, stored on disk so that a second identical call reuses it.
 
     Lessons 4, 5 and 8 sample the ``cfg`` model at the same guidance scales from the same x_T and
-    labels: the second lesson to ask reads the first one's samples instead of drawing them again.
+    labels, and lessons 2 and 6 the ``linear`` model with DDIM-20 from the same x_T: the second
+    lesson to ask reads the first one's samples instead of drawing them again.
     The key is everything the samples depend on: the model's weights, the schedule, every argument
     (``x_T`` and ``labels`` by content), the device, the precision, the torch version and the
     source of the sampling code. A hit therefore returns what :func:`sample` would return on this
@@ -181,7 +187,10 @@ def cached_sample(model, schedule, n: int, **kwargs) -> SampleResult:
     if kwargs.get("capture"):
         raise ValueError("cached_sample does not store trajectories (capture); call sample() instead")
     device = next(model.parameters()).device
-    settings = sorted((k, v) for k, v in kwargs.items() if k != "progress")  # a progress bar changes nothing
+    call = _SAMPLE_SIGNATURE.bind(model, schedule, n, **kwargs)
+    call.apply_defaults()  # eta=0.0 written out or left to its default is the same call
+    skip = {"model", "schedule", "n", "progress"}  # the first three are keyed below; a progress bar changes nothing
+    settings = sorted((k, v) for k, v in call.arguments.items() if k not in skip)
     key = _fingerprint(model, schedule.name, schedule.betas, n, settings, device.type, describe_precision(device),
                        torch.__version__, _sampling_code())
     path = cache_dir() / "samples" / f"{key}.pt"

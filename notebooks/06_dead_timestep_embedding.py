@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from academy_diffusion.classifier import load_classifier
-from academy_diffusion.course import course_model
+from academy_diffusion.course import cached_sample, course_model
 from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import compare_fids, timestep_sensitivity
 from academy_diffusion.models import TimestepEmbedding
@@ -136,12 +136,13 @@ report("06_dead_timestep_embedding", worst_ratio_level=worst_k, worst_loss_ratio
 # ## 4. Samples and FID
 #
 # Same sampler and same starting noise for both. FID at the profile's n, with the real-vs-real
-# baseline at the same n.
+# baseline at the same n. The healthy model's samples are lesson 2's linear-schedule DDIM-20 set
+# (the same model and x_T; `cached_sample` reads them from disk if lesson 2 ran first).
 
 # %%
 n = ctx.profile.fid_samples
 x_T = initial_noise(n, seed=0)
-imgs = {name: sample(ck.model, ck.schedule, n, sampler="ddim", steps=ctx.profile.ddim_steps, x_T=x_T).images
+imgs = {name: cached_sample(ck.model, ck.schedule, n, sampler="ddim", steps=ctx.profile.ddim_steps, x_T=x_T).images
         for name, ck in (("healthy", healthy), ("dead", dead))}
 fig = show_rows({name: x[:12] for name, x in imgs.items()}, title="Same x_T per column, DDIM-20")
 save_figure(fig, "06_samples")

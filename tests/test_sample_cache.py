@@ -86,3 +86,10 @@ def test_trajectories_are_not_cached(setting):
     with pytest.raises(ValueError, match="capture"):
         course.cached_sample(model, schedule, N, capture=[500], **kwargs)
     assert not (cache / "samples").exists()
+
+
+def test_an_argument_written_at_its_default_is_the_same_call(setting):
+    model, schedule, kwargs, calls, _ = setting
+    course.cached_sample(model, schedule, N, progress=False, **kwargs)
+    course.cached_sample(model, schedule, N, progress=False, eta=0.0, seed=0, clip_x0=True, **kwargs)
+    assert len(calls) == 1
