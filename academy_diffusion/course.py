@@ -200,10 +200,12 @@ def cached_sample(model, schedule, n: int, **kwargs) -> SampleResult:
               f"(they took {stored['seconds']:.1f} s): {path}")
         return SampleResult(stored["images"], seconds=stored["seconds"])
     result = sample(model, schedule, n, **kwargs)
-    folder = writable_dir(path.parent)
-    tmp = folder / f".{key}.{os.getpid()}.tmp"
-    torch.save({"images": result.images, "seconds": result.seconds}, tmp)
-    tmp.replace(path)  # atomic: a lesson running beside this one never reads half a file
+    try:
+        tmp = writable_dir(path.parent) / f".{key}.{os.getpid()}.tmp"
+        torch.save({"images": result.images, "seconds": result.seconds}, tmp)
+        tmp.replace(path)  # atomic: a lesson running beside this one never reads half a file
+    except OSError as err:  # the samples are good; only their reuse is lost
+        print(f"note: these samples could not be stored for reuse ({err})")
     return result
 
 

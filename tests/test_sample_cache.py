@@ -93,3 +93,14 @@ def test_an_argument_written_at_its_default_is_the_same_call(setting):
     course.cached_sample(model, schedule, N, progress=False, **kwargs)
     course.cached_sample(model, schedule, N, progress=False, eta=0.0, seed=0, clip_x0=True, **kwargs)
     assert len(calls) == 1
+
+
+def test_a_cache_that_cannot_be_written_costs_the_reuse_not_the_samples(setting, monkeypatch, capsys):
+    model, schedule, kwargs, calls, cache = setting
+    blocked = cache / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("ACADEMY_CACHE_DIR", str(blocked))
+    out = course.cached_sample(model, schedule, N, progress=False, **kwargs)
+    assert torch.equal(out.images, sample(model, schedule, N, progress=False, **kwargs).images)
+    assert "could not be stored for reuse" in capsys.readouterr().out
+    assert blocked.read_text() == "not a folder"
