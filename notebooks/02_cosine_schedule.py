@@ -250,9 +250,10 @@ report("02_cosine_schedule", share_real_looking_right_schedule=inside["right"],
 #
 # Which schedule is *better* is not asserted, because on this data it is not settled: read the
 # verdicts printed above. With the course's shipped models (same network, same 20 epochs, only
-# the schedule differs) and the `quick` profile's n = 1,000, neither sampler told the schedules apart beyond the
-# noise of the measurement in our runs on the course's CPU (under η = 1 only narrowly: the sampler's own noise seed
-# moves those FIDs by several points, so another seed or machine can tip that verdict); the larger measurement made when the models were shipped (n = 10,000,
+# the schedule differs) and the `quick` profile's n = 1,000, neither sampler told the schedules
+# apart beyond the noise of the measurement in our runs on the course's CPU (under η = 1 only
+# narrowly: the sampler's own noise seed moves those FIDs by several points, so another seed or
+# machine can tip that verdict); the larger measurement made when the models were shipped (n = 10,000,
 # printed above when available) ranks them under DDIM-20 with η = 0, where linear scored better.
 # The page says the schedule "materially affects quality"; here, on 28×28 MNIST at this budget,
 # the effect is small next to the sampler's (compare the η = 0 and η = 1 rows: the same models,

@@ -67,7 +67,8 @@ from academy_diffusion.samplers import initial_noise
 #
 # For each w: n samples, n/10 of each digit, all from the same starting noise, DDIM-20: the very
 # samples lesson 4 scored for accuracy (same x_T, labels and settings; if lesson 4 ran first,
-# `cached_sample` reads them from disk instead of drawing them again). One FID is one draw: the bars are 90 % intervals from the bootstrap (the samples resampled with
+# `cached_sample` reads them from disk instead of drawing them again). One FID is one draw: the
+# bars are 90 % intervals from the bootstrap (the samples resampled with
 # replacement; ± 1.645 standard deviations of the resampled FIDs), the spread a different set of
 # n samples would show.
 
