@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
 
@@ -63,7 +64,7 @@ def median_interleaved(runs: dict, rounds: int = 3) -> dict:
     for _ in range(rounds):
         for name, fn in runs.items():
             results[name].append(fn())
-    return {name: sorted(r)[len(r) // 2] for name, r in results.items()}
+    return {name: statistics.median(r) for name, r in results.items()}  # of two rounds: their mean
 
 
 def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
