@@ -138,7 +138,8 @@ def _wait_for_saved_outputs(path, n_code_cells: int, deadline: float) -> int:
 
 
 def test_lesson_1_runs_in_jupyterlab_and_its_slider_moves(chromium, lab):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     lesson, repository = lab.work / LESSON, repository_state()

@@ -39,10 +39,16 @@ def test_two_lessons_run_side_by_side_on_one_thread_each(tmp_path, monkeypatch, 
     each, so that no two PyTorch processes claim both cores (whatever OMP_NUM_THREADS says outside)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    code = ("import time, torch\nfrom academy_diffusion.reporting import report\n"
-            "start = time.time(); time.sleep(4)\n"
+    # each lesson waits (up to 60 s) until the other has started, so the check does not hang on how long
+    # a kernel takes to start on a busy machine; run one after the other, the first waits in vain
+    code = ("import pathlib, time, torch\nfrom academy_diffusion.reporting import report\n"
+            "start = time.time(); pathlib.Path(r'{folder}', '{name}.started').touch()\n"
+            "while not pathlib.Path(r'{folder}', '{other}.started').exists() and time.time() < start + 60:\n"
+            "    time.sleep(0.2)\n"
             "report('{name}', threads=torch.get_num_threads(), start=start, end=time.time())")
-    todo = [_lesson(folder, name, code.format(name=name)) for name in ("01_a", "02_b")]
+    pair = ("01_a", "02_b")
+    todo = [_lesson(folder, name, code.format(folder=tmp_path, name=name, other=other))
+            for name, other in zip(pair, pair[::-1], strict=True)]
     monkeypatch.setattr(course, "lessons", lambda only=None: todo)
     monkeypatch.setattr(course, "cpu_cores", lambda: 2)
     for name, value in (("ACADEMY_PROFILE", "quick"), ("ACADEMY_DEVICE", "cpu"), ("OMP_NUM_THREADS", "2")):
