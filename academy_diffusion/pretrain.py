@@ -26,6 +26,8 @@ from .profiles import Profile
 from .samplers import sample
 
 MANIFEST = PRETRAINED_DIR / "manifest.json"
+# guidance scales at which the class-conditional model is measured: they bracket the shipped model's FID minimum
+MEASURE_WS = (1.0, 1.25, 1.5, 2.0)
 
 
 def code_version(allow_dirty: bool = False) -> str:
@@ -62,7 +64,7 @@ def update_manifest(key: str, entry: dict) -> dict:
     return manifest
 
 
-def measure(ckpt, classifier, n: int, steps: int = 20, ws=(1.0, 1.25, 1.5, 2.0)) -> dict:
+def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS) -> dict:
     """FID at ``n`` DDIM-``steps`` samples from one fixed x_T; for a conditional model, FID and class
     accuracy at each guidance scale in ``ws`` (n/10 per digit)."""
     out = {}
@@ -127,7 +129,7 @@ def classifier_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def measure_shipped(kind: str, classifier, n: int, device, ws=(1.0, 1.25, 1.5, 2.0)) -> dict:
+def measure_shipped(kind: str, classifier, n: int, device, ws=MEASURE_WS) -> dict:
     """Load the shipped (fp16) checkpoint of ``kind``, measure it, and store the metrics in it."""
     path = PRETRAINED_DIR / f"{kind}.pt"
     ckpt = load_checkpoint(path, device)
@@ -160,9 +162,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
     parser.add_argument("--eval-n", type=int, default=10_000)
-    parser.add_argument("--ws", type=float, nargs="*", default=[1.0, 1.25, 1.5, 2.0],
-                        help="guidance scales at which to measure the class-conditional model (the default "
-                        "brackets the shipped model's FID minimum)")
+    parser.add_argument("--ws", type=float, nargs="*", default=list(MEASURE_WS),
+                        help="guidance scales at which to measure the class-conditional model")
     parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
     args = parser.parse_args(argv)
     if args.table:
