@@ -161,6 +161,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=float, default=20, help="epochs over all 60,000 images (the page's 20)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
+    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW's peak learning rate")
     parser.add_argument("--eval-n", type=int, default=10_000)
     parser.add_argument("--ws", type=float, nargs="*", default=list(MEASURE_WS),
                         help="guidance scales at which to measure the class-conditional model")
@@ -180,7 +181,7 @@ def main(argv=None) -> None:
                                        "code_version": version, "sha256": file_sha256(SHIPPED)})
     if not args.measure_only:
         profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, args.epochs,
-                          args.batch_size, 2e-3, args.eval_n, 20, 64, 500, 200, False, 0)
+                          args.batch_size, args.lr, args.eval_n, 20, 64, 500, 200, False, 0)
         for kind in args.kinds:
             pretrain_one(kind, profile, device, version)
     if args.no_measure:
