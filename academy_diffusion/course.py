@@ -4,13 +4,14 @@
 * :func:`course_model` trains one of the course's models (or loads it from the cache, so that
   lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone).
 * :func:`cached_sample` is :func:`~academy_diffusion.samplers.sample` stored on disk, so that
-  lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings),
-  and lesson 6 the linear model's samples lesson 2 drew.
+  lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings;
+  lesson 8 also lesson 5's w = 2), and lesson 6 the linear model's samples lesson 2 drew.
 * ``python -m academy_diffusion.course`` (what ``make course`` calls) executes every
   ``notebooks/NN_*.ipynb``, writes the executed notebooks to ``build/notebooks/``, their
   figures to ``build/figures/`` and their measured numbers to ``build/results/``, then prints a
   summary in course order. The run profile comes from ``ACADEMY_PROFILE``. On a CPU with the
-  quick profile it runs two lessons at a time on one thread each (:func:`default_jobs`)."""
+  quick profile it runs two lessons at a time on one thread each (:func:`default_jobs`), the
+  longest first (:func:`start_order`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import inspect
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -254,6 +256,24 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+# Lessons that read another lesson's samples from the cache (:func:`cached_sample`): run side by side,
+# each waits for the lesson it reuses, rather than drawing the same samples again.
+REUSES = {"05": "04", "06": "02", "08": "05"}  # lesson 8 reads lesson 4's sets and lesson 5's w = 2
+# Each lesson's seconds in the quick profile on the 2-core CI machine, one thread, beside another lesson
+# (an AMD EPYC with AVX512-BF16, idle otherwise, 2026-11-29). Only their order matters: see start_order.
+QUICK_SECONDS = {"01": 69, "02": 88, "03": 217, "04": 75, "05": 34, "06": 52, "07": 148, "08": 14}
+
+
+def start_order(todo: list[Path], jobs: int) -> list[Path]:
+    """The order in which the runner starts ``todo``: course order one at a time; side by side, the
+    longest first (so that short lessons fill the other core around the long ones, instead of one long
+    lesson running alone at the end), ties and unknown lessons in course order. With these times every
+    lesson still starts after the one whose samples it reuses (a test checks it)."""
+    if jobs == 1:
+        return list(todo)
+    return sorted(todo, key=lambda p: -QUICK_SECONDS.get(p.name[:2], 0))
+
+
 def default_jobs(profile: Profile, device) -> int:
     """How many lessons ``make course`` runs at once: 2 on a CPU of 2+ cores whose lessons load
     the shipped models (they share nothing then), else 1.
@@ -297,11 +317,22 @@ def main(argv=None) -> int:
     if jobs > 1:
         print(f"running {len(todo)} lessons, {jobs} at a time, {threads} CPU thread(s) each")
     times, failed = {}, []
+    finished = {p.name[:2]: threading.Event() for p in todo}
 
     def say(line: str) -> None:  # one write per line, so that two lessons' lines never interleave
         print(line + "\n", end="", flush=True)
 
     def run_one(path: Path) -> None:
+        reused = finished.get(REUSES.get(path.name[:2], ""))
+        if reused is not None and not reused.is_set():
+            say(f"{path.name} waits for lesson {REUSES[path.name[:2]]}, whose samples it reuses")
+            reused.wait()
+        try:
+            run_lesson(path)
+        finally:
+            finished[path.name[:2]].set()
+
+    def run_lesson(path: Path) -> None:
         say(f"running {path.name} ...")
         (build / "results" / f"{path.stem}.json").unlink(missing_ok=True)  # no numbers left from an older run
         try:
@@ -312,8 +343,8 @@ def main(argv=None) -> int:
             say(f"  {path.name} FAILED: {type(err).__name__}: {str(err)[-2000:]}")
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:  # in course order: lessons 5 and 8 reuse lesson 4's samples
-        list(pool.map(run_one, todo))
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(run_one, start_order(todo, jobs)))
     print_summary(build, {p.stem: times[p.stem] for p in todo if p.stem in times})
     print(f"total: {time.perf_counter() - start:.0f} s of wall clock for {len(todo)} lessons, {jobs} at a time")
     if failed:

@@ -80,3 +80,35 @@ def test_a_job_count_below_one_is_refused(tmp_path, capsys):
     assert course.main(["--build", str(tmp_path), "--jobs", "0", "--only", "01"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().out
 
+
+
+
+def test_side_by_side_the_longest_lessons_start_first_and_each_after_the_lesson_it_reuses():
+    from pathlib import Path
+
+    todo = [Path(f"{n:02d}_lesson.ipynb") for n in range(1, 9)]
+    side_by_side = [p.name[:2] for p in course.start_order(todo, 2)]
+    assert side_by_side[:2] == ["03", "07"]
+    assert side_by_side == sorted(side_by_side, key=lambda n: -course.QUICK_SECONDS[n]), "not longest first"
+    for lesson, reused in course.REUSES.items():
+        assert side_by_side.index(reused) < side_by_side.index(lesson), (lesson, reused)
+    assert course.start_order(todo, 1) == todo
+
+
+def test_a_lesson_waits_for_the_one_whose_samples_it_reuses(tmp_path, monkeypatch, capsys):
+    """Lesson 5 reads lesson 4's samples: with a core free, it still starts only once lesson 4 has
+    finished (instead of drawing the same samples again beside it)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    code = ("import time\nfrom academy_diffusion.reporting import report\n"
+            "start = time.time(); time.sleep({sleep})\nreport('{name}', start=start, end=time.time())")
+    sleeps = {"03_quick": 0, "04_draws": 4, "05_reuses": 0}
+    todo = [_lesson(folder, name, code.format(name=name, sleep=sleep)) for name, sleep in sleeps.items()]
+    monkeypatch.setattr(course, "lessons", lambda only=None: todo)
+    monkeypatch.setattr(course, "cpu_cores", lambda: 2)
+    monkeypatch.setenv("ACADEMY_DEVICE", "cpu")
+    build = tmp_path / "build"
+    assert course.main(["--build", str(build), "--jobs", "2"]) == 0
+    r = {name: json.loads((build / "results" / f"{name}.json").read_text()) for name in sleeps}
+    assert r["05_reuses"]["start"] >= r["04_draws"]["end"], "lesson 5 started before lesson 4 had finished"
+    assert "05_reuses.ipynb waits for lesson 04" in capsys.readouterr().out
