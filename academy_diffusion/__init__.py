@@ -1,2 +1,2 @@
-"""academy-diffusion: the helper package behind the course's six lessons."""
-__version__ = "0.1.0"
+"""academy-diffusion: the helper package behind the course's lessons (see README.md, "Reading the package")."""
+__version__ = "0.2.0"

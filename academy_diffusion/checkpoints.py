@@ -8,7 +8,6 @@ Loading gives back the EMA model with its ``schedule_config`` set, so that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -20,10 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import cache_dir, writable_dir
+from .data import cache_dir, file_digest, writable_dir
 from .models import build_model
-from .samplers import check_schedule
-from .schedules import Schedule, make_schedule
+from .schedules import Schedule, check_schedule, make_schedule
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"  # the shipped checkpoints and manifest.json
 
@@ -80,7 +78,7 @@ def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_
 
     Args:
         schedule: the schedule you intend to sample with; if it is not the one the model was
-            trained with, :class:`~academy_diffusion.samplers.ScheduleMismatchError` is raised
+            trained with, :class:`~academy_diffusion.schedules.ScheduleMismatchError` is raised
             unless ``allow_schedule_mismatch`` is True.
         weights: ``"ema"`` (default, what to sample with) or ``"raw"`` (the last step's weights).
         sha256: the file's expected SHA-256 (the shipped checkpoints' is in the manifest).
@@ -113,11 +111,7 @@ def _what_to_do(path: Path) -> str:
 
 def file_sha256(path) -> str:
     """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def shipped_sha256(name: str) -> str | None:

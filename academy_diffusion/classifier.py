@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoints import checkpoint_dir, read_checkpoint_file, shipped_sha256
 from .data import load_mnist
 from .device import autocast
-from .reporting import progress_bar
+from .progress import progress_bar
 
 FEATURE_DIM = 128
 

@@ -71,8 +71,9 @@ def writable_dir(folder: Path) -> Path:
     return folder
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``"md5"`` for MNIST's published sums, ``"sha256"`` for checkpoints)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -121,7 +122,7 @@ def _copy_verified(src: Path, target: Path, expected_md5: str) -> None:
                 f"copy of {target.name}{'.gz' if src.suffix == '.gz' else ''} in {MNIST_ENV}={src.parent}. "
                 f"{WHAT_MNIST_DIR_HOLDS}."
             ) from err
-        actual = _md5(Path(tmp))
+        actual = file_digest(Path(tmp), "md5")
         if actual != expected_md5:
             raise MNISTNotFoundError(
                 f"{src} decompresses to content with MD5 {actual}, expected {expected_md5}: the file is truncated, "
@@ -151,7 +152,7 @@ def install_offline_copy(source: Path | str, root: Path | str) -> Path:
     raw = writable_dir(root / "MNIST" / "raw")
     for name, expected in MNIST_MD5.items():
         target = raw / name
-        if target.is_file() and _md5(target) == expected:
+        if target.is_file() and file_digest(target, "md5") == expected:
             continue
         _copy_verified(_find_source(source, name), target, expected)
     return root
@@ -240,3 +241,11 @@ def _balanced_subset(images, labels, n: int, seed: int):
     per_class = [order[labels[order] == c][: n // 10 + (c < n % 10)] for c in range(10)]
     keep = torch.cat(per_class).sort().values
     return images[keep], labels[keep]
+
+
+def balanced_labels(n: int, num_classes: int = 10) -> torch.Tensor:
+    """``[n]`` labels with ``n / num_classes`` of each class, in order (0, 0, ..., 1, 1, ...): what the lessons
+    ask a class-conditional model for. ``n`` must be a multiple of ``num_classes``."""
+    if n % num_classes:
+        raise ValueError(f"n = {n} is not a multiple of {num_classes}: the classes could not be equally many")
+    return torch.arange(num_classes).repeat_interleave(n // num_classes)

@@ -1,4 +1,4 @@
-"""Where the course runs: device choice, mixed precision and seeding.
+"""Where the course runs: device choice, mixed precision, seeding and honest timing.
 
 Everything in the package asks this module which device to use, so a lesson
 runs unchanged on a CUDA GPU (Colab's T4, an H100), an Apple GPU (MPS) or a CPU.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -93,7 +95,7 @@ def describe_precision(device: torch.device | str) -> str:
 
 
 # Images per forward pass that sample fastest on each device type, measured with the course's U-Net
-# (python -m academy_diffusion.bench prints the table). On a CPU, large batches fall out of the caches:
+# (python -m academy_diffusion.course.bench prints the table). On a CPU, large batches fall out of the caches:
 # on 1 thread, batch 64 gave 611 img/s in fp32 (735 in bf16) where batch 512 gave 323 (495). A GPU
 # wants big batches.
 FORWARD_BATCH = {"cuda": 4096, "mps": 512, "cpu": 64}
@@ -143,3 +145,31 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def median_interleaved(runs: dict, rounds: int = 3) -> dict:
+    """Median of each callable's result in ``runs`` (name -> fn), the callables run in alternation.
+
+    Alternating A, B, A, B, ... puts every contestant under the same load (another process, a
+    warming CPU), so their ratio is honest even where the absolute numbers are not.
+    """
+    results = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            results[name].append(fn())
+    return {name: statistics.median(r) for name, r in results.items()}  # of two rounds: their mean
+
+
+def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
+    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation
+    (:func:`median_interleaved`)."""
+    def timed(fn):
+        def run():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            return time.perf_counter() - start
+        return run
+
+    return median_interleaved({name: timed(fn) for name, fn in runs.items()}, rounds)

@@ -7,6 +7,7 @@ the null label that classifier-free guidance trains with). The output has the sh
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -84,14 +85,10 @@ class UNet(nn.Module):
         dead_time_embedding: bool = False,
     ):
         super().__init__()
+        # What build_model needs to rebuild this network (saved in checkpoints): the arguments above.
+        self.config = {name: arg for name, arg in locals().items() if name in inspect.signature(UNet).parameters}
+        self.config["channels"] = list(channels)
         c0, c1, c2 = channels
-        self.config = {
-            "in_channels": in_channels,
-            "channels": list(channels),
-            "emb_dim": emb_dim,
-            "num_classes": num_classes,
-            "dead_time_embedding": dead_time_embedding,
-        }
         self.in_channels, self.num_classes = in_channels, num_classes
         self.time_embedding = TimestepEmbedding(emb_dim, emb_dim, dead=dead_time_embedding)
         self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None

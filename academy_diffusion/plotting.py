@@ -14,7 +14,6 @@ import torch
 from torchvision.utils import make_grid
 
 from .data import to_display_range
-from .training import smooth
 
 
 def grid_array(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> np.ndarray:
@@ -80,3 +79,10 @@ def png_bytes(images: torch.Tensor, nrow: int = 8, scale: int = 3) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def smooth(values: torch.Tensor, window: int = 50) -> torch.Tensor:
+    """Moving average of a loss curve (``[steps]`` -> ``[steps - window + 1]``), for plotting."""
+    values = values.float().flatten()
+    window = max(1, min(window, len(values)))
+    return values.unfold(0, window, 1).mean(dim=1)

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import autocast, synchronize
-from .reporting import progress_bar
+from .progress import progress_bar
 from .schedules import Schedule
 
+P_UNCOND = 0.1  # condition dropout for classifier-free guidance (the page's ~10 %)
 
 @dataclass
 class TrainResult:
@@ -103,7 +104,7 @@ def train(
     lr: float = 2e-3,
     warmup_steps: int = 100,
     ema_decay: float = 0.999,
-    p_uncond: float = 0.1,
+    p_uncond: float = P_UNCOND,
     seed: int = 0,
     progress: bool = True,
     log_every: int = 100,
@@ -186,10 +187,3 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def smooth(values: torch.Tensor, window: int = 50) -> torch.Tensor:
-    """Moving average of a loss curve (``[steps]`` -> ``[steps - window + 1]``), for plotting."""
-    values = values.float().flatten()
-    window = max(1, min(window, len(values)))
-    return values.unfold(0, window, 1).mean(dim=1)

@@ -8,7 +8,7 @@ import ipywidgets as W
 import torch
 
 from .plotting import png_bytes
-from .samplers import sample
+from .samplers import GUIDANCE_W, sample
 
 
 def trajectory_slider(trajectory: dict, nrow: int = 8) -> W.VBox:
@@ -35,7 +35,7 @@ def trajectory_slider(trajectory: dict, nrow: int = 8) -> W.VBox:
 
 def guidance_explorer(model, schedule, steps: int = 20, n: int = 8, seed: int = 0) -> W.VBox:
     """Sliders for the guidance scale w and the digit: DDIM-``steps`` samples from the same noise."""
-    w_slider = W.FloatSlider(value=3.0, min=0.0, max=10.0, step=0.5, description="w", continuous_update=False)
+    w_slider = W.FloatSlider(value=GUIDANCE_W, min=0.0, max=10.0, step=0.5, description="w", continuous_update=False)
     digit = W.IntSlider(value=3, min=0, max=9, description="digit", continuous_update=False)
     image = W.Image(format="png")
     caption = W.Label()

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 3 · DDIM: the same model, 20 steps instead of 1,000
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/03_ddim.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/03_ddim.ipynb)
 #
 # DDPM sampling costs T = 1,000 network calls per image. DDIM (Song et al., 2021) reuses the
 # *same trained network* with a different sampler: it can skip timesteps, and with η = 0 it is
@@ -30,17 +30,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("03")
@@ -50,13 +56,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from academy_diffusion.bench import time_interleaved
+from academy_diffusion.device import time_interleaved
 from academy_diffusion.classifier import load_classifier
-from academy_diffusion.course import GUIDANCE_W, course_model
-from academy_diffusion.data import load_mnist
+from academy_diffusion.course import course_model
+from academy_diffusion.samplers import GUIDANCE_W
+from academy_diffusion.data import balanced_labels, load_mnist
 from academy_diffusion.metrics import class_metrics, extract_features, fid_interval, precision_recall, real_baseline
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.samplers import ddim_step, ddim_timesteps, initial_noise, sample
 
 # %% [markdown]
@@ -166,7 +173,7 @@ report("03_ddim", n_compared=n, rms_ddim20_vs_ddim1000=d_20_1000.mean().item(),
 # %%
 cfg = course_model("cfg", ctx.profile, ctx.device)
 n_sweep = ctx.profile.sweep_samples // 2
-labels = torch.arange(10).repeat_interleave(n_sweep // 10)
+labels = balanced_labels(n_sweep)
 x_T_sweep = initial_noise(len(labels), seed=3)
 STEPS, ETAS = [10, 20, 50], [0.0, 0.5, 1.0]
 sweep = {}

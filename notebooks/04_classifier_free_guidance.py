@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 4 · Classifier-free guidance
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/04_classifier_free_guidance.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/04_classifier_free_guidance.ipynb)
 #
 # To ask for a particular digit, give the network the label: ε_θ(x_t, t, y). Classifier-free
 # guidance (CFG, Ho & Salimans) trains **one** network to be both conditional and unconditional,
@@ -32,17 +32,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("04")
@@ -53,11 +59,12 @@ import torch
 from IPython.display import display
 
 from academy_diffusion.classifier import load_classifier
-from academy_diffusion.course import P_UNCOND, cached_sample, course_model
-from academy_diffusion.data import load_mnist
+from academy_diffusion.course import cached_sample, course_model
+from academy_diffusion.training import P_UNCOND
+from academy_diffusion.data import balanced_labels, load_mnist
 from academy_diffusion.metrics import class_metrics, extract_features, within_class_spread
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.samplers import initial_noise, sample
 from academy_diffusion.training import drop_labels
 from academy_diffusion.widgets import guidance_explorer
@@ -127,7 +134,7 @@ plt.show()
 # %%
 W_GRID = [0, 1, 3, 5, 7, 10]
 n = ctx.profile.sweep_samples
-labels = torch.arange(10).repeat_interleave(n // 10)
+labels = balanced_labels(n)
 x_T = initial_noise(len(labels), seed=1)  # lessons 5 and 8 sweep w from the same x_T and labels
 classifier, _ = load_classifier(ctx.device)
 real_x, real_y = load_mnist("test")

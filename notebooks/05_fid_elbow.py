@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 5 · FID against w: the minimum, the elbow, and what FID sees
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/05_fid_elbow.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/05_fid_elbow.ipynb)
 #
 # FID (Fréchet Inception Distance) fits a Gaussian to the features of real images and one to the
 # features of generated images, and measures the distance between the two Gaussians:
@@ -35,17 +35,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("05")
@@ -57,9 +63,10 @@ import torch
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import cached_sample, course_model
+from academy_diffusion.data import balanced_labels
 from academy_diffusion.metrics import class_metrics, fid, fid_interval, find_elbow, real_baseline
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.samplers import initial_noise
 
 # %% [markdown]
@@ -77,7 +84,7 @@ ckpt = course_model("cfg", ctx.profile, ctx.device)
 classifier, clf_meta = load_classifier(ctx.device)
 W_SWEEP = [0, 1, 2, 3, 5, 7, 10]
 n = ctx.profile.sweep_samples
-labels = torch.arange(10).repeat_interleave(n // 10)
+labels = balanced_labels(n)
 x_T = initial_noise(len(labels), seed=1)  # lesson 4's x_T and labels: its samples are reused
 samples, fids, accs, lo, hi = {}, {}, {}, {}, {}
 for w in W_SWEEP:

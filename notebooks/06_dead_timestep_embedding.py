@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 6 · The dead timestep embedding
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/06_dead_timestep_embedding.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/06_dead_timestep_embedding.ipynb)
 #
 # The same network ε_θ(x_t, t) serves all 1,000 noise levels, so it has to be *told* t: the
 # timestep goes through sinusoidal features and an MLP, and the result is added inside every
@@ -30,17 +30,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("06")
@@ -57,7 +63,7 @@ from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import compare_fids, timestep_sensitivity
 from academy_diffusion.models import TimestepEmbedding
 from academy_diffusion.plotting import plot_losses, show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.training import loss_by_timestep
 from academy_diffusion.samplers import initial_noise, sample
 

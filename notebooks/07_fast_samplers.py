@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 7 · Fast samplers: pick the integrator after training
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/07_fast_samplers.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/07_fast_samplers.ipynb)
 #
 # The page's section on fast samplers: DDIM made 20 steps work, and DPM-Solver/DPM-Solver++ go
 # "to ~20 steps without quality loss". Deterministic samplers integrate one ordinary differential
@@ -30,17 +30,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("07")
@@ -53,10 +59,12 @@ import numpy as np
 import torch
 
 from academy_diffusion.classifier import load_classifier
-from academy_diffusion.course import GUIDANCE_W, course_model
+from academy_diffusion.course import course_model
+from academy_diffusion.samplers import GUIDANCE_W
+from academy_diffusion.data import balanced_labels
 from academy_diffusion.metrics import class_metrics, fid_interval, real_baseline
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.samplers import dpm_solver_pp_step, initial_noise, sample
 
 # %% [markdown]
@@ -97,7 +105,7 @@ print(inspect.getsource(dpm_solver_pp_step).split('"""')[-1])
 ckpt = course_model("cfg", ctx.profile, ctx.device)
 classifier, _ = load_classifier(ctx.device)
 n = ctx.profile.fast_samples
-labels = torch.arange(10).repeat_interleave(n // 10)
+labels = balanced_labels(n)
 x_T = initial_noise(len(labels), seed=7)
 
 

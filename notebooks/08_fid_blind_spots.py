@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Lesson 8 · FID is a hint, not a verdict
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/notebooks/08_fid_blind_spots.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/notebooks/08_fid_blind_spots.ipynb)
 #
 # The page's "evaluation blind spots": FID compares two Gaussians fitted to features, so it
 # cannot see what the features do not encode, and it mixes two different failures (unrealistic
@@ -27,17 +27,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("08")
@@ -49,8 +55,9 @@ import torch
 from IPython.display import display
 
 from academy_diffusion.classifier import load_classifier
-from academy_diffusion.course import GUIDANCE_W, cached_sample, course_model
-from academy_diffusion.data import load_mnist
+from academy_diffusion.course import cached_sample, course_model
+from academy_diffusion.samplers import GUIDANCE_W
+from academy_diffusion.data import balanced_labels, load_mnist
 from academy_diffusion.metrics import (
     class_metrics,
     cluster_coverage,
@@ -60,7 +67,7 @@ from academy_diffusion.metrics import (
     precision_recall,
 )
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.reporting import claim, report, save_figure
+from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.samplers import initial_noise
 from academy_diffusion.widgets import PairwiseStudy
 
@@ -80,7 +87,7 @@ from academy_diffusion.widgets import PairwiseStudy
 ckpt = course_model("cfg", ctx.profile, ctx.device)
 classifier, _ = load_classifier(ctx.device)
 n = ctx.profile.sweep_samples
-labels = torch.arange(10).repeat_interleave(n // 10)
+labels = balanced_labels(n)
 x_T = initial_noise(len(labels), seed=1)  # the x_T and labels of lessons 4 and 5: the sets they scored
 draw = lambda w: cached_sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=ctx.profile.ddim_steps,
                                labels=labels, w=float(w), x_T=x_T).images

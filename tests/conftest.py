@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 import torch
+from lesson_plugin import mnist_missing
 
 from academy_diffusion.models import UNet
 from academy_diffusion.schedules import make_schedule
@@ -41,12 +42,9 @@ def needs_mnist():
     Skips (with the reason) only when none of them works; under ``ACADEMY_NO_SKIPS=1`` (what
     ``.ci/run`` sets) any skip fails the run, see :func:`pytest_sessionfinish`.
     """
-    from academy_diffusion.data import MNISTNotFoundError, mnist_root
-
-    try:
-        mnist_root()
-    except MNISTNotFoundError as err:
-        pytest.skip(f"no MNIST: {err}")
+    reason = mnist_missing()
+    if reason:
+        pytest.skip(f"no MNIST: {reason}")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from academy_diffusion import bench
+from academy_diffusion.course import bench
 from academy_diffusion.device import FORWARD_BATCH
 
 BUILD = Path(__file__).resolve().parents[1] / "build"

@@ -1,6 +1,6 @@
 """Lesson 1 as a student sees it: JupyterLab in headless Chromium, driven by Playwright.
 
-The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.lab`): on a fresh
+The test starts JupyterLab the way ``make lab`` does (:mod:`academy_diffusion.course.lab`): on a fresh
 working copy of the lessons, a free port, and the course's registered kernel, with autosave on as a
 student has it. It clicks Run > Run All Cells, waits for the lesson to finish in the ``quick``
 profile, drags the trajectory slider and checks that the picture on screen changes from noise to
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from conftest import machine_load
 
-from academy_diffusion.lab import (
+from academy_diffusion.course.lab import (
     KERNEL_DISPLAY_NAME,
     KERNEL_NAME,
     ROOT,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from academy_diffusion import checks
-from academy_diffusion.checks import CheckFailed
+from academy_diffusion.course import checks
+from academy_diffusion.course.checks import CheckFailed
 
 # --- independent building blocks ------------------------------------------------------------------
 

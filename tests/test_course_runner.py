@@ -4,7 +4,7 @@ import json
 
 import nbformat
 
-from academy_diffusion import course
+from academy_diffusion.course import runner as course
 
 
 def test_a_rerun_leaves_no_numbers_from_an_older_run(tmp_path, monkeypatch, capsys):
@@ -13,7 +13,7 @@ def test_a_rerun_leaves_no_numbers_from_an_older_run(tmp_path, monkeypatch, caps
     lesson = tmp_path / "notebooks" / "01_demo.ipynb"
     lesson.parent.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from academy_diffusion.reporting import report\n"
+    nb.cells = [nbformat.v4.new_code_cell("from academy_diffusion.course.reporting import report\n"
                                           "report('01_demo', fresh=2.5)")]
     nbformat.write(nb, lesson)
     build = tmp_path / "build"
@@ -41,7 +41,7 @@ def test_two_lessons_run_side_by_side_on_one_thread_each(tmp_path, monkeypatch, 
     folder.mkdir()
     # each lesson waits (up to 60 s) until the other has started, so the check does not hang on how long
     # a kernel takes to start on a busy machine; run one after the other, the first waits in vain
-    code = ("import pathlib, time, torch\nfrom academy_diffusion.reporting import report\n"
+    code = ("import pathlib, time, torch\nfrom academy_diffusion.course.reporting import report\n"
             "start = time.time(); pathlib.Path(r'{folder}', '{name}.started').touch()\n"
             "while not pathlib.Path(r'{folder}', '{other}.started').exists() and time.time() < start + 60:\n"
             "    time.sleep(0.2)\n"
@@ -66,7 +66,7 @@ def test_two_lessons_run_side_by_side_on_one_thread_each(tmp_path, monkeypatch, 
 def test_lessons_run_two_at_a_time_only_where_they_share_nothing(monkeypatch):
     """Two at a time needs a CPU of two cores or more and lessons that load shipped models; lessons that
     train share their models through the cache, and a GPU is one device."""
-    from academy_diffusion.profiles import get_profile
+    from academy_diffusion.course.profiles import get_profile
 
     monkeypatch.setattr(course, "cpu_cores", lambda: 2)
     assert course.default_jobs(get_profile("quick"), "cpu") == 2
@@ -97,7 +97,7 @@ def test_a_lesson_waits_for_the_one_whose_samples_it_reuses(tmp_path, monkeypatc
     finished (instead of drawing the same samples again beside it)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    code = ("import time\nfrom academy_diffusion.reporting import report\n"
+    code = ("import time\nfrom academy_diffusion.course.reporting import report\n"
             "start = time.time(); time.sleep({sleep})\nreport('{name}', start=start, end=time.time())")
     sleeps = {"03_quick": 0, "04_draws": 4, "05_reuses": 0}
     todo = [_lesson(folder, name, code.format(name=name, sleep=sleep)) for name, sleep in sleeps.items()]

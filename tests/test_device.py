@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from academy_diffusion import device as dev
+from academy_diffusion.course.profiles import PROFILES, get_profile
 from academy_diffusion.device import (
     autocast,
     autocast_dtype,
@@ -17,7 +18,6 @@ from academy_diffusion.device import (
     sample_batch_size,
     seed_everything,
 )
-from academy_diffusion.profiles import PROFILES, get_profile
 
 
 @pytest.fixture
@@ -141,3 +141,18 @@ def test_quick_banner_does_not_claim_training_sizes_it_does_not_use():
     text = get_profile("quick").describe()
     assert "shipped checkpoints" in text and "train_images" not in text and "epochs" not in text
     assert "train_images=None" in get_profile("full").describe()
+
+
+def test_the_tests_run_the_lessons_in_the_quick_profile_even_where_cuda_is_visible(monkeypatch):
+    """``make test`` on a GPU machine must not train the full profile under nbval: the suite sets the
+    profile its notebook kernels inherit (conftest) unless ACADEMY_PROFILE was given."""
+    from lesson_plugin import test_profile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    environ = {}  # a machine where nobody set ACADEMY_PROFILE
+    monkeypatch.delenv("ACADEMY_PROFILE", raising=False)
+    assert get_profile().name == "full", "left to itself, the package picks full on CUDA"
+    assert test_profile(environ) == "quick" and environ == {"ACADEMY_PROFILE": "quick"}
+    monkeypatch.setenv("ACADEMY_PROFILE", environ["ACADEMY_PROFILE"])
+    assert get_profile().name == "quick"
+    assert test_profile({"ACADEMY_PROFILE": "smoke"}) == "smoke", "a profile someone set is kept"

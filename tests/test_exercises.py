@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from academy_diffusion import exercises
+from academy_diffusion.course import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "solutions" / "source").glob("[0-9][0-9]_*.py"))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from academy_diffusion import course, lab
+from academy_diffusion.course import lab
+from academy_diffusion.course import runner as course
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,8 @@ def test_one_lesson_at_a_time():
 
 def test_ci_fails_on_any_skip(tmp_path):
     (tmp_path / "test_skip.py").write_text("import pytest\n\ndef test_a():\n    pytest.skip('no data')\n")
-    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    for name in ("conftest.py", "lesson_plugin.py"):
+        (tmp_path / name).write_text((ROOT / "tests" / name).read_text())
     run = lambda **env: subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                         "-p", "no:nbval", str(tmp_path)], cwd=tmp_path, capture_output=True,
                                        text=True, env={**os.environ, **env})
@@ -86,3 +88,54 @@ def test_ci_fails_on_any_skip(tmp_path):
     strict = run(ACADEMY_NO_SKIPS="1")
     assert strict.returncode == 1 and "1 tests were skipped" in strict.stdout and "no data" in strict.stdout
     assert "export ACADEMY_NO_SKIPS=1" in (ROOT / ".ci" / "run").read_text()
+
+
+def _fresh_checkout(tmp_path: Path) -> Path:
+    """The Makefile and pyproject.toml alone in a folder: a checkout with no environment yet."""
+    for name in ("Makefile", "pyproject.toml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    return tmp_path
+
+
+def _clean_env() -> dict:
+    outer = ("CONDA", "MAKE", "MFLAGS")
+    return {k: v for k, v in os.environ.items() if not k.startswith(outer)}
+
+
+def test_cpu_torch_is_installed_before_the_course_on_a_fresh_machine(tmp_path):
+    """`make setup TORCH=cpu` (dry run): create the environment, PyTorch's CPU build, then the course."""
+    out = subprocess.run(["make", "--no-print-directory", "-n", "setup", "TORCH=cpu"], cwd=_fresh_checkout(tmp_path),
+                         capture_output=True, text=True, env=_clean_env(), check=True).stdout
+    venv = out.index("-m venv .venv")
+    cpu = out.index("pip install --disable-pip-version-check torch torchvision --index-url "
+                    "https://download.pytorch.org/whl/cpu")
+    course_install = out.index('-m pip install --disable-pip-version-check --progress-bar on -e ".[dev]"')
+    assert venv < cpu < course_install, out
+    assert "--quiet" not in out, "the first install shows its progress"
+    plain = subprocess.run(["make", "--no-print-directory", "-n", "setup"], cwd=tmp_path, capture_output=True,
+                           text=True, env=_clean_env(), check=True).stdout
+    assert "download.pytorch.org" not in plain, "without TORCH=cpu, pip picks the build"
+
+
+def test_an_old_python_is_refused_before_any_environment_is_made(tmp_path):
+    old = tmp_path / "python3.9"  # a stand-in: reports 3.9 and fails the version check like a real 3.9 would
+    old.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Python 3.9.6"; exit 0; fi\nexit 1\n')
+    old.chmod(0o755)
+    run = subprocess.run(["make", "--no-print-directory", "setup", f"PYTHON={old}"], cwd=_fresh_checkout(tmp_path),
+                         capture_output=True, text=True, env=_clean_env())
+    assert run.returncode != 0 and "needs Python 3.10 or newer" in run.stderr and "Python 3.9.6" in run.stderr
+    assert not (tmp_path / ".venv").exists(), "nothing half-made is left behind"
+
+
+@pytest.mark.slow
+def test_without_mnist_the_lessons_skip_with_the_reason(tmp_path):
+    """Offline with no copy of MNIST, the notebook tests skip, each with the reason (CI forbids skips)."""
+    empty = tmp_path / "no-mnist"
+    empty.mkdir()
+    env = {**os.environ, "ACADEMY_MNIST_DIR": str(empty), "ACADEMY_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("ACADEMY_NO_SKIPS", None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "-rs",
+                          "notebooks/01_tiny_ddpm.ipynb"], cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0 and " skipped" in run.stdout and "failed" not in run.stdout, run.stdout[-2000:]
+    assert "no MNIST" in run.stdout and "ACADEMY_MNIST_DIR" in run.stdout, run.stdout[-2000:]

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from academy_diffusion.checkpoints import PRETRAINED_DIR
 from academy_diffusion.classifier import SHIPPED, accuracy, load_classifier
-from academy_diffusion.course import COURSE_MODELS, GUIDANCE_W, PRETRAINED_DIR, pretrained_model
+from academy_diffusion.course import COURSE_MODELS, pretrained_model
+from academy_diffusion.course.pretrain import MANIFEST, results_table
 from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import class_metrics
-from academy_diffusion.pretrain import MANIFEST, results_table
-from academy_diffusion.samplers import sample
+from academy_diffusion.samplers import GUIDANCE_W, sample
 
 ROOT = Path(__file__).resolve().parents[1]
 MAN = json.loads(MANIFEST.read_text())
@@ -61,4 +62,5 @@ def test_shipped_classifier_matches_manifest(needs_mnist):
 def test_readme_results_table_is_the_manifest():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- results:start -->\n(.*?)\n<!-- results:end -->", readme, re.S)
-    assert block and block.group(1) == results_table(MAN), "regenerate: python -m academy_diffusion.pretrain --table"
+    assert block and block.group(1) == results_table(MAN), (
+        "regenerate: python -m academy_diffusion.course.pretrain --table")

@@ -10,11 +10,12 @@ import pytest
 import scipy.linalg
 import torch
 
-from academy_diffusion import checkpoints, course, data
+from academy_diffusion import checkpoints, data
 from academy_diffusion.checkpoints import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from academy_diffusion.course import lessons as course
+from academy_diffusion.course.profiles import Profile
 from academy_diffusion.data import MNIST_MD5, MNISTNotFoundError, install_offline_copy
 from academy_diffusion.metrics import frechet_distance
-from academy_diffusion.profiles import Profile
 from academy_diffusion.schedules import make_schedule
 
 FIRST = next(iter(MNIST_MD5))  # the file install_offline_copy reads first

@@ -7,7 +7,7 @@ same call, and any change to what the samples depend on must draw afresh.
 import pytest
 import torch
 
-from academy_diffusion import course
+from academy_diffusion.course import lessons as course
 from academy_diffusion.models import UNet
 from academy_diffusion.samplers import initial_noise, sample
 from academy_diffusion.schedules import make_schedule

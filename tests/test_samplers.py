@@ -10,7 +10,7 @@ from academy_diffusion.samplers import (
     ddim_timesteps,
     ddpm_posterior,
     ddpm_step,
-    dpm_solver_pp_step,
+    dpm_solver_pp_update,
     dpm_timesteps,
     initial_noise,
     predict_noise,
@@ -59,7 +59,7 @@ def test_ddpm_posterior_matches_diffusers(variance, diffusers_variance, t, clip)
     # diffusers computes 1 - alpha_bar in float32 (we use float64): they differ by ~2e-4 relative at small t.
     torch.testing.assert_close(var, theirs._get_variance(t).float(), rtol=1e-3, atol=1e-10)
     torch.testing.assert_close(mean + var.sqrt() * noise, prev, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(ddpm_step(ours, x, t, eps, noise, variance, clip), prev, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ddpm_step(ours, x, t, t - 1, eps, noise, variance, clip), prev, rtol=1e-4, atol=1e-4)
 
 
 def test_ddpm_mean_is_the_page_formula_without_clipping():
@@ -84,7 +84,7 @@ def test_ddpm_last_step_adds_no_noise():
     s = make_schedule("linear", 1000)
     x, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
     mean, _ = ddpm_posterior(s, x, 0, eps)
-    torch.testing.assert_close(ddpm_step(s, x, 0, eps, torch.randn_like(x) * 100), mean)
+    torch.testing.assert_close(ddpm_step(s, x, 0, -1, eps, torch.randn_like(x) * 100), mean)
 
 
 def test_ddim_timesteps():
@@ -181,7 +181,7 @@ def test_ddim_with_all_steps_and_eta_one_is_ddpm_like(tiny_model):
     for t in (19, 5, 1):
         torch.testing.assert_close(
             ddim_step(s, x, t, t - 1, eps, eta=1.0, noise=noise),
-            ddpm_step(s, x, t, eps, noise, variance="beta_tilde"),
+            ddpm_step(s, x, t, t - 1, eps, noise, variance="beta_tilde"),
             rtol=1e-4,
             atol=1e-4,
         )
@@ -247,6 +247,6 @@ def test_dpm_solver_first_step_is_ddim_and_last_returns_x0():
     schedule = make_schedule("linear", 1000)
     x, x0 = torch.randn(2, 1, 28, 28), torch.randn(2, 1, 28, 28).clamp(-1, 1)
     eps = (x - schedule.sqrt_alpha_bars[900] * x0) / schedule.sqrt_one_minus_alpha_bars[900]
-    torch.testing.assert_close(dpm_solver_pp_step(schedule, x, 900, 700, x0),
+    torch.testing.assert_close(dpm_solver_pp_update(schedule, x, 900, 700, x0),
                                ddim_step(schedule, x, 900, 700, eps), rtol=1e-4, atol=1e-4)
-    assert torch.equal(dpm_solver_pp_step(schedule, x, 50, -1, x0, previous=(x0 * 0, 100)), x0)
+    assert torch.equal(dpm_solver_pp_update(schedule, x, 50, -1, x0, previous=(x0 * 0, 100)), x0)

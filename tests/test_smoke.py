@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import machine_load
 
-from academy_diffusion import course
+from academy_diffusion.course import COURSE_MODELS, runner
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +23,16 @@ def _outputs(path):
 def test_every_lesson_runs_on_the_full_code_path(tmp_path, monkeypatch, needs_mnist, capsys):
     monkeypatch.setenv("ACADEMY_PROFILE", "smoke")
     monkeypatch.setenv("ACADEMY_CACHE_DIR", str(tmp_path / "cache"))  # nothing trained before: train it all
-    rc = course.main(["--build", str(tmp_path / "build")])
+    rc = runner.main(["--build", str(tmp_path / "build")])
     printed = capsys.readouterr().out
     assert rc == 0, f"{printed[-3000:]}\n{machine_load()}"
     executed = sorted((tmp_path / "build" / "notebooks").glob("*.ipynb"))
-    assert [p.name for p in executed] == [p.name for p in course.lessons()]
+    assert [p.name for p in executed] == [p.name for p in runner.lessons()]
     trained = set()
     for path in executed:
         text = _outputs(path)
         assert "profile: smoke" in text and "loaded the shipped" not in text, path.name
-        trained |= {kind for kind in course.COURSE_MODELS if f"training model '{kind}'" in text}
-    assert trained == set(course.COURSE_MODELS), f"every course model is trained from scratch: {trained}"
+        trained |= {kind for kind in COURSE_MODELS if f"training model '{kind}'" in text}
+    assert trained == set(COURSE_MODELS), f"every course model is trained from scratch: {trained}"
     assert sorted(p.name for p in (tmp_path / "cache" / "checkpoints").glob("*.pt")) == sorted(
-        f"{kind}-smoke-seed0.pt" for kind in course.COURSE_MODELS)
+        f"{kind}-smoke-seed0.pt" for kind in COURSE_MODELS)

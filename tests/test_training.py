@@ -3,8 +3,9 @@ import torch
 
 from academy_diffusion.data import load_mnist
 from academy_diffusion.models import UNet
+from academy_diffusion.plotting import smooth
 from academy_diffusion.schedules import make_schedule
-from academy_diffusion.training import drop_labels, ema_update, make_ema, smooth, train
+from academy_diffusion.training import drop_labels, ema_update, make_ema, train
 
 
 def test_drop_labels_rate():

@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Exercise 1 · The forward jump and the L_simple step
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/exercises/01_q_sample_and_loss.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/exercises/01_q_sample_and_loss.ipynb)
 #
 # Goes with lesson 1. You write the functions that *are* DDPM, training and sampling:
 #
@@ -17,7 +17,7 @@
 #    x_t = √ᾱ_t · x0 + √(1 − ᾱ_t) · ε.
 # 2. `l_simple(model, x0, t, noise, alpha_bars)`: the loss of one batch, the mean squared error
 #    between the noise ε and the network's guess ε_θ(x_t, t).
-# 3. `ddpm_step(...)`: one step of the reverse process, with both of DDPM's variances.
+# 3. `reverse_step(...)`: one step of the reverse process, with both of DDPM's variances.
 # 4. `train_step(...)` and `ema_update(...)`: one optimiser step, and the moving average of the
 #    weights that we sample with. The last cells train a small model with *your* step.
 #
@@ -31,17 +31,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("exercise 1")
@@ -50,7 +56,7 @@ ctx = setup_lesson("exercise 1")
 import matplotlib.pyplot as plt
 import torch
 
-from academy_diffusion import checks
+from academy_diffusion.course import checks
 from academy_diffusion.data import load_mnist
 from academy_diffusion.models import UNet
 from academy_diffusion.plotting import plot_losses, show_grid
@@ -93,7 +99,7 @@ checks.check_l_simple(l_simple)
 # batch); `betas`, `alpha_bars`: `[T]`. α_t = 1 − β_t.
 
 # %% tags=["solution"]
-def ddpm_step(x_t, eps, t, betas, alpha_bars, noise, variance="beta"):
+def reverse_step(x_t, eps, t, betas, alpha_bars, noise, variance="beta"):
     """x_{t-1} from x_t: the posterior mean plus sqrt(variance) * noise (no noise at t = 0)."""
     ### BEGIN SOLUTION
     beta, abar = betas[t], alpha_bars[t]
@@ -106,7 +112,7 @@ def ddpm_step(x_t, eps, t, betas, alpha_bars, noise, variance="beta"):
     ### END SOLUTION
 
 # %% tags=["needs-solution"]
-checks.check_ddpm_step(ddpm_step)
+checks.check_ddpm_step(reverse_step)
 
 # %% [markdown]
 # ## The training step and the EMA
@@ -156,7 +162,7 @@ checks.check_ema_update(ema_update)
 # A small U-Net, 2,000 real digits, 150 steps of AdamW with *your* `train_step` (so *your*
 # `l_simple` and `q_sample`) and *your* EMA. The loss starts near 1 (the untrained network
 # predicts ≈ 0 noise) and should fall well below half of that. Then 16 samples with *your*
-# `ddpm_step`, from the EMA weights: after 150 steps they are blobs, not yet digits (lesson 1's
+# `reverse_step`, from the EMA weights: after 150 steps they are blobs, not yet digits (lesson 1's
 # model trains for 20 epochs), but they must no longer be the noise they started from.
 
 # %% tags=["needs-solution"]
@@ -187,7 +193,7 @@ with torch.no_grad():
     for t in range(schedule.T - 1, -1, -1):
         eps = ema(x, torch.full((16,), t, device=ctx.device))
         z = torch.randn(x.shape, generator=noise_gen).to(ctx.device)
-        x = ddpm_step(x, eps, t, schedule.betas, schedule.alpha_bars, z).clamp(-3, 3)
-show_grid(x.cpu(), nrow=16, title="16 samples with your ddpm_step (150 training steps)")
+        x = reverse_step(x, eps, t, schedule.betas, schedule.alpha_bars, z).clamp(-3, 3)
+show_grid(x.cpu(), nrow=16, title="16 samples with your reverse_step (150 training steps)")
 plt.show()
 print(f"RMS change from x_T: {(x - x_T).pow(2).mean().sqrt():.2f}")

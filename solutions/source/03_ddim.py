@@ -9,11 +9,11 @@
 # %% [markdown]
 # # Exercise 3 · DDIM
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/exercises/03_ddim.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/exercises/03_ddim.ipynb)
 #
 # Goes with lesson 3. Write one DDIM step, then a DDIM sampling loop.
 #
-# **`ddim_step(x_t, eps, abar_t, abar_prev, eta, noise)`** goes from level t to an earlier t_prev:
+# **`ddim_jump(x_t, eps, abar_t, abar_prev, eta, noise)`** goes from level t to an earlier t_prev:
 #
 # * x̂0 = (x_t − √(1 − ᾱ_t) · ε) / √ᾱ_t
 # * σ = η · √((1 − ᾱ_prev)/(1 − ᾱ_t)) · √(1 − ᾱ_t/ᾱ_prev)
@@ -28,17 +28,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("exercise 3")
@@ -47,13 +53,13 @@ ctx = setup_lesson("exercise 3")
 import matplotlib.pyplot as plt
 import torch
 
-from academy_diffusion import checks
+from academy_diffusion.course import checks
 from academy_diffusion.course import course_model
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.samplers import ddim_timesteps, initial_noise, sample
 
 # %% tags=["solution"]
-def ddim_step(x_t, eps, abar_t, abar_prev, eta, noise):
+def ddim_jump(x_t, eps, abar_t, abar_prev, eta, noise):
     """One DDIM step from level t to t_prev; returns x_prev, shaped like x_t."""
     ### BEGIN SOLUTION
     x0 = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
@@ -62,7 +68,7 @@ def ddim_step(x_t, eps, abar_t, abar_prev, eta, noise):
     ### END SOLUTION
 
 # %% tags=["needs-solution"]
-checks.check_ddim_step(ddim_step)
+checks.check_ddim_step(ddim_jump)
 
 # %% tags=["solution"]
 @torch.no_grad()
@@ -73,7 +79,7 @@ def ddim_sample(model, x_T, alpha_bars, timesteps):
     for i, t in enumerate(timesteps):
         abar_prev = alpha_bars[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(alpha_bars[t])
         eps = model(x, torch.full((len(x),), t, device=x.device))
-        x = ddim_step(x, eps, alpha_bars[t], abar_prev, 0.0, torch.zeros_like(x))
+        x = ddim_jump(x, eps, alpha_bars[t], abar_prev, 0.0, torch.zeros_like(x))
     return x
     ### END SOLUTION
 

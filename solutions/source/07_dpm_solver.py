@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Exercise 7 · A DPM-Solver++(2M) step
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/main/exercises/07_dpm_solver.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/academy-diffusion/academy-diffusion/blob/v0.2.0/exercises/07_dpm_solver.ipynb)
 #
 # Goes with lesson 7. You write the step of the second-order multistep solver, then sample lesson
 # 4's model with it in 10 steps, next to DDIM.
@@ -28,17 +28,23 @@
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
+import glob
 import importlib
 import os
 import subprocess
 import sys
-PACKAGE = os.environ.get("ACADEMY_PACKAGE", "git+https://github.com/academy-diffusion/academy-diffusion@main")
+PACKAGE = "git+https://github.com/academy-diffusion/academy-diffusion@v0.2.0"  # the release of this notebook
 if os.path.isdir("../academy_diffusion"):
     sys.path.insert(0, os.path.abspath(".."))
 try:
     import academy_diffusion
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+except ImportError:  # Colab: an uploaded bundle (`make colab`) first, else this notebook's release
+    routes = sorted(glob.glob("academy_diffusion-*.whl"))[-1:] + [os.environ.get("ACADEMY_PACKAGE", PACKAGE)]
+    if not any(subprocess.run([sys.executable, "-m", "pip", "install", "-q", r]).returncode == 0 for r in routes):
+        raise RuntimeError(
+            "Could not install the course's package. Either upload the bundle academy_diffusion-*.whl (built by "
+            "`make colab` in the course's repository) into this notebook's folder (on Colab: the Files pane), "
+            f"or publish the repository so that pip can install {PACKAGE}; then run this cell again.") from None
     importlib.invalidate_caches()
 from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("exercise 7")
@@ -47,8 +53,9 @@ ctx = setup_lesson("exercise 7")
 import matplotlib.pyplot as plt
 import torch
 
-from academy_diffusion import checks
-from academy_diffusion.course import GUIDANCE_W, course_model
+from academy_diffusion.course import checks
+from academy_diffusion.course import course_model
+from academy_diffusion.samplers import GUIDANCE_W
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.samplers import dpm_timesteps, initial_noise, predict_noise, predict_x0, sample
 

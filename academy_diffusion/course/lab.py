@@ -1,6 +1,6 @@
 """Start JupyterLab for the course: what ``make lab`` runs, and what the browser test starts.
 
-``python -m academy_diffusion.lab`` registers this Python environment as a Jupyter kernel named
+``python -m academy_diffusion.course.lab`` registers this Python environment as a Jupyter kernel named
 after the course (``academy-diffusion``), starts JupyterLab on your working copy of the lessons on
 a free local port, waits until it answers, and prints the URL of lesson 1 (token included).
 Ctrl-C stops it.
@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERNEL_NAME = "academy-diffusion"
 KERNEL_DISPLAY_NAME = "Python (academy-diffusion)"
 FIRST_LESSON = "notebooks/01_tiny_ddpm.ipynb"

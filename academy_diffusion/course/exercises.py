@@ -1,10 +1,10 @@
 """Generate the notebooks from their sources: the lessons' ``.ipynb`` and the exercises and solutions.
 
-``python -m academy_diffusion.exercises --lessons`` (what ``make sync`` calls) writes each
+``python -m academy_diffusion.course.exercises --lessons`` (what ``make sync`` calls) writes each
 ``notebooks/NN_*.ipynb`` from its jupytext source ``notebooks/NN_*.py``, without outputs and with
 stable cell ids (so regenerating changes nothing that did not change).
 
-``python -m academy_diffusion.exercises`` (what ``make exercises`` calls) reads every
+``python -m academy_diffusion.course.exercises`` (what ``make exercises`` calls) reads every
 ``solutions/source/NN_*.py`` (jupytext percent format) and writes
 
 * ``solutions/NN_*.ipynb``: the source with the solution markers removed;
@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = ROOT / "solutions" / "source"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("your code here: replace this line")'
@@ -38,25 +38,28 @@ _PACKAGE_URL = re.compile(r'"git\+https://[^"]*"')
 
 
 def repository() -> dict:
-    """The course's GitHub location from ``pyproject.toml``: ``{"github": "owner/name", "branch": ...}``."""
+    """The course's GitHub location and release from ``pyproject.toml``: ``{"github": "owner/name", "ref": "v0.2.0"}``
+    (the ref is the tag of this version: a notebook installs the package it was generated with)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["academy-diffusion"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {**pyproject["tool"]["academy-diffusion"], "ref": f"v{pyproject['project']['version']}"}
 
 
 def colab_badge(notebook: str) -> str:
     """The "Open in Colab" badge (markdown) of ``notebook``, a path relative to the repository root."""
     repo = repository()
     return ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/github/{repo['github']}/blob/{repo['branch']}/{notebook})")
+            f"(https://colab.research.google.com/github/{repo['github']}/blob/{repo['ref']}/{notebook})")
 
 
 def package_url() -> str:
-    """What a setup cell installs where the package is missing (Colab): ``git+https://github.com/...@branch``."""
+    """What a setup cell installs where the package is missing and no bundle was uploaded (Colab):
+    ``git+https://github.com/owner/name@v<version>``."""
     repo = repository()
-    return f"git+https://github.com/{repo['github']}@{repo['branch']}"
+    return f"git+https://github.com/{repo['github']}@{repo['ref']}"
 
 
 def stamp(text: str, notebook: str) -> str:

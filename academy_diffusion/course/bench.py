@@ -1,4 +1,4 @@
-"""Benchmark the course on the current device: ``python -m academy_diffusion.bench``.
+"""Benchmark the course on the current device: ``python -m academy_diffusion.course.bench``.
 
 Measures, in one run, and prints a table plus JSON:
 
@@ -27,59 +27,31 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-from .data import load_mnist, mnist_root
-from .device import (
+from ..data import balanced_labels, load_mnist, mnist_root
+from ..device import (
     FORWARD_BATCH,
     autocast,
     autocast_dtype,
     describe_device,
     describe_precision,
     get_device,
+    median_interleaved,
     precision,
     synchronize,
 )
-from .models import UNet, count_parameters
+from ..models import UNet, count_parameters
+from ..samplers import GUIDANCE_W, sample
+from ..schedules import make_schedule
+from ..training import train
 from .profiles import get_profile
-from .samplers import sample
-from .schedules import make_schedule
-from .training import train
 
 EPOCH = 60_000
-
-
-def median_interleaved(runs: dict, rounds: int = 3) -> dict:
-    """Median of each callable's result in ``runs`` (name -> fn), the callables run in alternation.
-
-    Alternating A, B, A, B, ... puts every contestant under the same load (another process, a
-    warming CPU), so their ratio is honest even where the absolute numbers are not.
-    """
-    results = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            results[name].append(fn())
-    return {name: statistics.median(r) for name, r in results.items()}  # of two rounds: their mean
-
-
-def time_interleaved(runs: dict, rounds: int = 3, device="cpu") -> dict:
-    """Median wall-clock seconds of each callable in ``runs`` (name -> fn), timed in alternation
-    (:func:`median_interleaved`)."""
-    def timed(fn):
-        def run():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            return time.perf_counter() - start
-        return run
-
-    return median_interleaved({name: timed(fn) for name, fn in runs.items()}, rounds)
 
 
 def bench_package_training(model_fn, images, schedule, steps: int, batch_size: int) -> float:
@@ -122,7 +94,7 @@ def bench_naive_training(model_fn, device, schedule, steps: int, batch_size: int
 def bench_sampling(model, schedule, sampler: str, steps: int, n: int, guided: bool) -> float:
     """Images per second of :func:`academy_diffusion.samplers.sample` for ``n`` images."""
     labels = torch.arange(n) % 10 if guided else None
-    w = 3.0 if guided else None
+    w = GUIDANCE_W if guided else None
     kw = dict(sampler=sampler, steps=steps if sampler == "ddim" else None, labels=labels, w=w, progress=False)
     warm = dict(kw, sampler="ddim", steps=2, labels=None if labels is None else labels[:8])
     sample(model, schedule, min(n, 8), **warm)  # warm-up
@@ -176,7 +148,7 @@ def bench_precision(device, images, schedule, short: bool) -> dict:
     return out
 
 
-def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0, steps: int = 20,
+def precision_quality(model, schedule, classifier, n: int = 1000, w: float = GUIDANCE_W, steps: int = 20,
                       modes=("fp32", "auto")) -> dict:
     """Sample ``model`` once per precision mode from the same x_T (seed 0), n/10 per digit at
     guidance ``w`` with DDIM-``steps``, and measure each set: FID (with the real-vs-real baseline at
@@ -184,9 +156,9 @@ def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0
     difference (images in [-1, 1]) and the share of samples the classifier reads as a different
     digit. ``modes`` are :func:`~academy_diffusion.device.precision` names ("auto" = bf16 where native).
     """
-    from .metrics import fid
+    from ..metrics import fid
 
-    labels = torch.arange(10).repeat_interleave(max(1, n // 10))
+    labels = balanced_labels(max(1, n // 10) * 10)
     device = next(model.parameters()).device
     out, images, preds = {"n": len(labels), "w": w, "sampler": f"ddim-{steps}"}, {}, {}
     for mode in modes:
@@ -210,9 +182,8 @@ def precision_quality(model, schedule, classifier, n: int = 1000, w: float = 2.0
 
 def run_quality(n: int, w: float) -> dict:
     """:func:`precision_quality` on the shipped guided model and the shipped FID classifier."""
-    from .checkpoints import load_checkpoint
-    from .classifier import load_classifier
-    from .course import PRETRAINED_DIR
+    from ..checkpoints import PRETRAINED_DIR, load_checkpoint
+    from ..classifier import load_classifier
 
     device = get_device()
     ckpt = load_checkpoint(PRETRAINED_DIR / "cfg.pt", device)
@@ -310,7 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--quality", action="store_true", help="compare sample quality in fp32 and bf16 instead")
     parser.add_argument("--n", type=int, default=1000, help="samples per precision for --quality")
-    parser.add_argument("--w", type=float, default=2.0, help="guidance scale for --quality")
+    parser.add_argument("--w", type=float, default=GUIDANCE_W, help="guidance scale for --quality")
     args = parser.parse_args(argv)
     if args.quality:
         res = run_quality(args.n, args.w)

@@ -12,15 +12,12 @@ import os
 from pathlib import Path
 
 BUILD_ENV = "ACADEMY_BUILD_DIR"
+_lesson = {"name": None, "checks_claims": True}  # set by start_lesson (setup_lesson calls it)
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    """The package's progress bar: tqdm (a widget in Jupyter, text elsewhere), redrawn at most once a
-    second. A faster redraw floods the kernel's output channel on long runs (thousands of widget
-    updates in one cell), which slows the notebook and made nbval drop the cell's end message."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, mininterval=1.0)
+def start_lesson(name: str, profile) -> None:
+    """Record the running lesson's name and whether its profile enforces claims (see :func:`claim`)."""
+    _lesson.update(name=name, checks_claims=profile.checks_claims)
 
 
 def _build_dir() -> Path | None:
@@ -60,13 +57,12 @@ def claim(holds: bool, message: str) -> None:
 
     Prints ``✓ message`` when it holds and raises AssertionError when it does not, except in
     the ``smoke`` profile, whose tiny models cannot bear the claims out: there the outcome is
-    printed and the lesson goes on (smoke tests the code path, not the teaching).
+    printed and the lesson goes on (smoke tests the code path, not the teaching). The profile is the
+    one the lesson was set up with (:func:`start_lesson`); outside a lesson every claim is enforced.
     """
-    from .profiles import get_profile
-
     if holds:
         print(f"✓ {message}")
-    elif get_profile().checks_claims:
+    elif _lesson["checks_claims"]:
         raise AssertionError(f"claim does not hold: {message}")
     else:
         print(f"✗ (smoke profile, not enforced) {message}")

@@ -1,4 +1,4 @@
-"""Train the course's shipped checkpoints: ``python -m academy_diffusion.pretrain``.
+"""Train the course's shipped checkpoints: ``python -m academy_diffusion.course.pretrain``.
 
 Trains every model of :data:`academy_diffusion.course.COURSE_MODELS` with the ``pretrain``
 recipe below, measures it, and writes the EMA weights (fp16) to ``academy_diffusion/pretrained/``
@@ -17,13 +17,14 @@ import time
 
 import torch
 
-from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from .classifier import SHIPPED, load_classifier
-from .course import COURSE_MODELS, PRETRAINED_DIR, course_model
-from .device import describe_device, describe_precision, get_device
-from .metrics import class_metrics, fid
+from ..checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from ..classifier import SHIPPED, load_classifier
+from ..data import balanced_labels
+from ..device import describe_device, describe_precision, get_device
+from ..metrics import class_metrics, fid
+from ..samplers import sample
+from .lessons import COURSE_MODELS, PRETRAINED_DIR, course_model
 from .profiles import Profile
-from .samplers import sample
 
 MANIFEST = PRETRAINED_DIR / "manifest.json"
 # guidance scales at which the class-conditional model is measured: they bracket the shipped model's FID minimum
@@ -73,7 +74,7 @@ def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS) -> dict:
         f = fid(images, classifier, warn=False)
         out.update(fid=f.value, fid_n=n, fid_sampler=f"ddim-{steps}", fid_real_vs_real_same_n=f.baseline)
         return out
-    labels = torch.arange(10).repeat_interleave(n // 10)
+    labels = balanced_labels(n)
     for w in ws:
         images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=steps, labels=labels, w=w,
                         seed=0, progress=True).images
@@ -113,8 +114,8 @@ def results_table(manifest: dict | None = None) -> str:
 
 def save_classifier(classifier, meta: dict) -> dict:
     """Ship the classifier in fp16, with its test accuracy re-measured on the fp16 weights."""
-    from .classifier import accuracy
-    from .data import load_mnist
+    from ..classifier import accuracy
+    from ..data import load_mnist
 
     state = {k: v.half() if v.is_floating_point() else v for k, v in classifier.state_dict().items()}
     torch.save({"state": state, "meta": meta}, PRETRAINED_DIR / "classifier.pt")

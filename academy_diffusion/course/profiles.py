@@ -3,11 +3,11 @@
 ``ACADEMY_PROFILE=full`` trains every model from scratch at full size (what a GPU runs: 20
 epochs on all 60,000 images). ``ACADEMY_PROFILE=quick`` is bounded for a laptop CPU and for CI:
 it loads the course's shipped checkpoints (``academy_diffusion/pretrained/``, trained by
-``python -m academy_diffusion.pretrain``), still runs a short real training demonstration, and
+``python -m academy_diffusion.course.pretrain``), still runs a short real training demonstration, and
 draws fewer samples. ``ACADEMY_PROFILE=smoke`` is for CI only: the ``full`` profile's code path
 (every lesson trains its own models, nothing shipped is loaded) at tiny sizes, so a lesson that
 breaks only when it trains its own models fails a test; its models are too small to bear out the
-lessons' teaching claims, so :func:`academy_diffusion.reporting.claim` reports them instead of
+lessons' teaching claims, so :func:`academy_diffusion.course.reporting.claim` reports them instead of
 asserting. Unset: ``full`` on a CUDA GPU, ``quick`` elsewhere. All profiles run the same
 functions; they differ in sizes and counts, and in whether models are trained or loaded.
 """

@@ -19,9 +19,9 @@ import math
 import numpy as np
 import torch
 
-from . import metrics, samplers, schedules
-from .device import precision
-from .models import UNet
+from .. import metrics, samplers, schedules
+from ..device import precision
+from ..models import UNet
 
 
 class CheckFailed(AssertionError):
@@ -206,8 +206,9 @@ def check_ddpm_step(fn) -> None:
         x, eps, noise = (torch.randn(3, 1, 28, 28, generator=g) for _ in range(3))
         for t in (T - 1, T // 2, 1, 0):
             for variance in ("beta", "beta_tilde"):
-                ref = samplers.ddpm_step(s, x, t, eps, noise, variance)
-                out = _tensor(_call(fn, "ddpm_step", x, eps, t, s.betas, s.alpha_bars, noise, variance), "ddpm_step")
+                ref = samplers.ddpm_step(s, x, t, t - 1, eps, noise, variance)
+                out = _call(fn, "reverse_step", x, eps, t, s.betas, s.alpha_bars, noise, variance)
+                out = _tensor(out, "reverse_step")
                 if _close(out, ref, 1e-3, 1e-4):
                     continue
                 mean, var = samplers.ddpm_posterior(s, x, t, eps, variance)
@@ -230,11 +231,11 @@ def check_ddpm_step(fn) -> None:
                     ((x - b / (1 - ab).sqrt() * eps) / ab.sqrt() + var.sqrt() * z,
                      "divide by sqrt(α_t) of this one step, not by sqrt(ᾱ_t)"),
                 ], ref=ref)
-                _require(why is None, f"ddpm_step is wrong at t = {t} ({name}, T = {T}): {why}.")
-                raise CheckFailed(f"ddpm_step is wrong at t = {t} ({name}, T = {T}, variance {variance!r}): largest "
+                _require(why is None, f"reverse_step is wrong at t = {t} ({name}, T = {T}): {why}.")
+                raise CheckFailed(f"reverse_step is wrong at t = {t} ({name}, T = {T}, variance {variance!r}): largest "
                                   f"error {(out - ref).abs().max():.4g}. The mean is (x_t − β_t / sqrt(1 − ᾱ_t) ε) / "
                                   "sqrt(α_t)")
-    _ok("ddpm_step matches the posterior mean with both variances, and adds no noise at t = 0")
+    _ok("reverse_step matches the posterior mean with both variances, and adds no noise at t = 0")
 
 
 class _Linear(torch.nn.Module):
@@ -382,7 +383,7 @@ def check_ddim_step(fn) -> None:
         abar_prev = s.alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
         for eta in (0.0, 0.5, 1.0):
             ref = samplers.ddim_step(s, x, t, t_prev, eps, eta, noise)
-            out = _tensor(_call(fn, "ddim_step", x, eps, abar_t, abar_prev, eta, noise), "ddim_step")
+            out = _tensor(_call(fn, "ddim_jump", x, eps, abar_t, abar_prev, eta, noise), "ddim_jump")
             if _close(out, ref, 1e-3):
                 continue
             x0 = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
@@ -408,10 +409,10 @@ def check_ddim_step(fn) -> None:
                 (abar_prev.sqrt() * x0 + direction * eps + eta * noise, "σ is η · sqrt((1 − ᾱ_prev)/(1 − ᾱ_t)) · "
                  "sqrt(1 − ᾱ_t/ᾱ_prev), not η itself"),
             ], rtol=1e-3, ref=ref)
-            _require(why is None, f"ddim_step is wrong {where}: {why}.")
-            raise CheckFailed(f"ddim_step is wrong {where}: largest error {(out - ref).abs().max():.4g}. Start from "
+            _require(why is None, f"ddim_jump is wrong {where}: {why}.")
+            raise CheckFailed(f"ddim_jump is wrong {where}: largest error {(out - ref).abs().max():.4g}. Start from "
                               "x0_hat = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t)")
-    _ok("ddim_step matches the package for eta = 0, 0.5 and 1, including the last step to ᾱ = 1")
+    _ok("ddim_jump matches the package for eta = 0, 0.5 and 1, including the last step to ᾱ = 1")
 
 
 def _tiny_model(**kw) -> UNet:
@@ -672,15 +673,15 @@ def check_dpm_solver_step(fn) -> None:
         x, x0, x0_prev = (torch.randn(2, 1, 28, 28, generator=g) for _ in range(3))
         for t, t_next, previous in ((999, 899, None), (899, 799, (x0_prev, 999)), (500, 250, (x0_prev, 700)),
                                     (50, -1, (x0_prev, 100))):
-            ref = samplers.dpm_solver_pp_step(s, x, t, t_next, x0, previous)
+            ref = samplers.dpm_solver_pp_update(s, x, t, t_next, x0, previous)
             out = _tensor(_call(fn, "dpm_solver_step", x, x0, previous, t, t_next, s.alpha_bars), "dpm_solver_step")
             if _close(out, ref, 1e-3, 1e-4):
                 continue
             where = f"at t = {t} -> {t_next} ({name} schedule, {'first' if previous is None else 'second'} order)"
             prev_x0, t_prev = previous if previous is not None else (None, None)
             if t_next < 0:
-                diagnoses = [(samplers.dpm_solver_pp_step(s, x, t, 0, x0, previous), "the last step goes to the clean "
-                              "image (t_next = −1): return x0_hat there")]
+                diagnoses = [(samplers.dpm_solver_pp_update(s, x, t, 0, x0, previous),
+                              "the last step goes to the clean image (t_next = −1): return x0_hat there")]
             else:
                 diagnoses = [
                     (_dpm_variant(s, x, x0, None, t, None, t_next), "you never use the previous estimate of x0: after "

@@ -1,0 +1,7 @@
+"""``python -m academy_diffusion.course``: run the lessons headless (see :mod:`.runner`)."""
+
+import sys
+
+from .runner import main
+
+sys.exit(main())
