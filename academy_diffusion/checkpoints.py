@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .data import cache_dir, file_digest, writable_dir
+from .flow_matching import FlowPath
 from .models import build_model
 from .schedules import Schedule, check_schedule, make_schedule
 
@@ -97,7 +98,7 @@ def load_checkpoint(path, device="cpu", schedule: Schedule | None = None, allow_
     if schedule is not None:
         check_schedule(model, schedule, allow_schedule_mismatch)
     else:
-        schedule = make_schedule(trained["name"], trained["T"])
+        schedule = FlowPath() if trained["name"] == FlowPath.name else make_schedule(trained["name"], trained["T"])
     return Checkpoint(model, schedule.to(device), payload["meta"])
 
 

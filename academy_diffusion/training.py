@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import autocast, synchronize
+from .flow_matching import FlowPath, draw_times, flow_matching_loss
 from .progress import progress_bar
 from .schedules import Schedule
 
@@ -95,7 +96,7 @@ def loss_by_timestep(model, schedule: Schedule, x0: torch.Tensor, timesteps, y=N
 def train(
     model: nn.Module,
     images: torch.Tensor,
-    schedule: Schedule,
+    schedule: Schedule | FlowPath,
     labels: torch.Tensor | None = None,
     *,
     epochs: float | None = None,
@@ -110,7 +111,8 @@ def train(
     log_every: int = 100,
     compile: bool = False,
 ) -> TrainResult:
-    """Train ``model`` to predict noise on ``images`` and return the losses and EMA weights.
+    """Train ``model`` to predict noise on ``images`` (or, given a flow-matching
+    :class:`~academy_diffusion.flow_matching.FlowPath`, the velocity) and return the losses and EMA weights.
 
     Args:
         model: a :class:`~academy_diffusion.models.UNet` (moved to the images' device).
@@ -138,6 +140,7 @@ def train(
         raise ValueError("a class-conditional model needs labels to train on")
     if labels is not None and not conditional:
         raise ValueError("labels were given, but the model is unconditional (num_classes=None)")
+    flow = isinstance(schedule, FlowPath)
     per_epoch = n // batch_size
     total = int(steps if steps is not None else math.ceil(epochs * per_epoch))
 
@@ -159,10 +162,16 @@ def train(
         idx = order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size]
         x0 = images[idx]
         y = drop_labels(labels[idx], model.null_class, p_uncond, gen) if conditional else None
-        t = torch.randint(0, schedule.T, (batch_size,), device=device, generator=gen)
-        noise = torch.randn(x0.shape, device=device, generator=gen)
-        with autocast(device):
-            loss = diffusion_loss(forward, schedule, x0, t, noise, y)
+        if flow:  # flow matching: t uniform in [0, 1), the velocity as target
+            t = draw_times(batch_size, device, gen)
+            noise = torch.randn(x0.shape, device=device, generator=gen)
+            with autocast(device):
+                loss = flow_matching_loss(forward, x0, t, noise, y)
+        else:  # diffusion: an integer code index in 0..T-1, the noise as target
+            t = torch.randint(0, schedule.T, (batch_size,), device=device, generator=gen)
+            noise = torch.randn(x0.shape, device=device, generator=gen)
+            with autocast(device):
+                loss = diffusion_loss(forward, schedule, x0, t, noise, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

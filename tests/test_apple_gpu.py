@@ -98,3 +98,15 @@ def test_schedule_tables_are_float32_and_moving_them_recomputes_nothing():
     # computed in float64 from the float64 betas: abar_T of the cosine schedule from float32 betas would differ
     betas64 = schedules.cosine_betas(1000)
     assert s.alpha_bars_host[-1] == torch.cumprod(1 - betas64, 0)[-1].item()
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_flow_matching_trains_and_samples_without_float64(sampler, tiny_cond_model):
+    from academy_diffusion.flow_matching import FlowPath, sample_flow
+
+    images, labels = torch.rand(16, 1, 28, 28) * 2 - 1, torch.arange(16) % 10
+    with NoFloat64():
+        result = train(tiny_cond_model, images, FlowPath(), labels, steps=2, batch_size=8, progress=False)
+        out = sample_flow(result.ema, 2, sampler=sampler, steps=3, labels=torch.tensor([3, 4]), w=2.0,
+                          capture=True, progress=False)
+    assert torch.isfinite(out.images).all()

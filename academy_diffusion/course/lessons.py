@@ -22,6 +22,7 @@ import torch
 from ..checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint, shipped_sha256
 from ..data import cache_dir, load_mnist, writable_dir
 from ..device import describe_device, describe_precision, get_device, seed_everything
+from ..flow_matching import FlowPath
 from ..models import UNet, count_parameters
 from ..samplers import SampleResult, sample
 from ..schedules import make_schedule
@@ -35,6 +36,8 @@ COURSE_MODELS = {
     "cosine": {"schedule": "cosine", "num_classes": None, "dead_time_embedding": False},  # lesson 2
     "cfg": {"schedule": "linear", "num_classes": 10, "dead_time_embedding": False},  # lessons 4, 5
     "dead": {"schedule": "linear", "num_classes": None, "dead_time_embedding": True},  # lesson 6
+    "flow": {"schedule": "flow", "num_classes": None, "dead_time_embedding": False},  # lesson 9
+    "flow_cfg": {"schedule": "flow", "num_classes": 10, "dead_time_embedding": False},  # lesson 9
 }
 
 
@@ -110,7 +113,8 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
     seed_everything(seed)
     model = UNet(channels=tuple(profile.channels), num_classes=recipe["num_classes"],
                  dead_time_embedding=recipe["dead_time_embedding"])
-    schedule = make_schedule(recipe["schedule"], recipe["T"], device)
+    flow = recipe["schedule"] == FlowPath.name
+    schedule = FlowPath() if flow else make_schedule(recipe["schedule"], recipe["T"], device)
     print(f"training model '{kind}': {count_parameters(model):,} parameters, {len(images):,} images, "
           f"{profile.epochs:g} epochs, batch {profile.batch_size}, {recipe['schedule']} schedule")
     result = train(model, images, schedule, labels if recipe["num_classes"] else None, epochs=profile.epochs,

@@ -21,6 +21,7 @@ from ..checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from ..classifier import SHIPPED, load_classifier
 from ..data import balanced_labels
 from ..device import describe_device, describe_precision, get_device
+from ..flow_matching import FlowPath, sample_flow
 from ..metrics import class_metrics, fid
 from ..samplers import sample
 from .lessons import COURSE_MODELS, PRETRAINED_DIR, course_model
@@ -66,21 +67,29 @@ def update_manifest(key: str, entry: dict) -> dict:
 
 
 def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS) -> dict:
-    """FID at ``n`` DDIM-``steps`` samples from one fixed x_T; for a conditional model, FID and class
+    """FID at ``n`` samples from one fixed x_T, drawn with ``steps`` network calls per guidance pass
+    (DDIM for a diffusion model, Euler for a flow-matching one); for a conditional model, FID and class
     accuracy at each guidance scale in ``ws`` (n/10 per digit)."""
+    flow = isinstance(ckpt.schedule, FlowPath)
+    name = f"{'euler' if flow else 'ddim'}-{steps}"
+
+    def draw(count, labels=None, w=None):
+        if flow:
+            return sample_flow(ckpt.model, count, sampler="euler", steps=steps, labels=labels, w=w, seed=0).images
+        return sample(ckpt.model, ckpt.schedule, count, sampler="ddim", steps=steps, labels=labels, w=w,
+                      seed=0).images
+
     out = {}
     if ckpt.model.num_classes is None:
-        images = sample(ckpt.model, ckpt.schedule, n, sampler="ddim", steps=steps, seed=0, progress=True).images
-        f = fid(images, classifier, warn=False)
-        out.update(fid=f.value, fid_n=n, fid_sampler=f"ddim-{steps}", fid_real_vs_real_same_n=f.baseline)
+        f = fid(draw(n), classifier, warn=False)
+        out.update(fid=f.value, fid_n=n, fid_sampler=name, fid_real_vs_real_same_n=f.baseline)
         return out
     labels = balanced_labels(n)
     for w in ws:
-        images = sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=steps, labels=labels, w=w,
-                        seed=0, progress=True).images
+        images = draw(len(labels), labels, w)
         f = fid(images, classifier, w=w, warn=False)
         out[f"w{w:g}"] = {"fid": f.value, "accuracy": class_metrics(classifier, images, labels)["accuracy"],
-                          "n": len(labels), "sampler": f"ddim-{steps}", "fid_real_vs_real_same_n": f.baseline}
+                          "n": len(labels), "sampler": name, "fid_real_vs_real_same_n": f.baseline}
     return out
 
 
