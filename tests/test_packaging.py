@@ -67,3 +67,40 @@ def test_ci_installs_the_system_packages_it_lists():
     assert "chromium" in listed
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".ci/system-packages.txt" in ci and "apt-get install" in ci and "ACADEMY_BROWSER_TEST=required" in ci
+
+
+def test_the_readme_is_a_guide_whose_commands_and_links_work():
+    import importlib.util
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 12_288, "the README is a guide; measurements and history go to docs/"
+    makefile = (ROOT / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY: (.*)$", makefile, re.M).group(1).split())
+    for target in re.findall(r"`make ([a-z-]+)", readme):
+        assert target in phony, f"the README names `make {target}`, which the Makefile does not have"
+    for module in re.findall(r"python -m (academy_diffusion[\w.]*)", readme):
+        assert importlib.util.find_spec(module) is not None, module
+    links = [link for link in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in link]
+    assert {"docs/measurements.md", "docs/maintaining.md", "LICENSE"} <= set(links)
+    for link in links:
+        assert (ROOT / link).exists(), f"the README links {link}, which is not there"
+
+
+def test_intel_macs_keep_a_numpy_their_torch_supports():
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    numpy = [Requirement(d) for d in _pyproject()["project"]["dependencies"] if d.startswith("numpy")]
+    intel_mac = {**default_environment(), "sys_platform": "darwin", "platform_machine": "x86_64"}
+    arm_mac = {**intel_mac, "platform_machine": "arm64"}
+    for env, allows_numpy_2 in ((intel_mac, False), (arm_mac, True), (default_environment(), True)):
+        applying = [r for r in numpy if r.marker is None or r.marker.evaluate(env)]
+        assert len(applying) == 1, applying
+        assert applying[0].specifier.contains("2.1.0") == allows_numpy_2, (env["platform_machine"], applying)
+
+
+def test_the_licence_names_a_holder_and_the_data():
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and re.search(r"Copyright \(c\) 20\d\d \S", licence)
+    assert "MNIST" in licence and "Attribution-Share Alike 3.0" in licence
+    assert _pyproject()["project"]["license"] == {"file": "LICENSE"}
