@@ -109,6 +109,37 @@ def diffusion_to_flow(alpha: float, sigma: float) -> tuple[float, float]:
     return 1 / (alpha + sigma), sigma / (alpha + sigma)
 
 
+def path_deviation(states: list[torch.Tensor]) -> torch.Tensor:
+    """How far a sampling path strays from a straight line: for each sample, the largest distance of an
+    intermediate state from the segment joining the path's two ends, divided by the segment's length.
+
+    ``states``: the path's states in order, each ``[B, C, H, W]`` (first: the noise, last: the sample).
+    Returns ``[B]``: 0 for a straight path, whatever its speed along the line (the distance is to the
+    segment, not to a point at a given time), 0.25 for a parabola bulging by a quarter of its chord.
+    """
+    start, end = states[0].flatten(1).double(), states[-1].flatten(1).double()
+    chord = end - start
+    length2 = chord.pow(2).sum(1, keepdim=True)
+    worst = torch.zeros(len(start), dtype=torch.float64)
+    for x in states[1:-1]:
+        rel = x.flatten(1).double() - start
+        along = ((rel * chord).sum(1, keepdim=True) / length2).clamp(0, 1)
+        worst = torch.maximum(worst, (rel - along * chord).norm(dim=1))
+    return (worst / length2.squeeze(1).sqrt()).float()
+
+
+def to_flow_coordinates(trajectory: dict, schedule) -> dict:
+    """A diffusion trajectory (page level k -> x_k, as :func:`~academy_diffusion.samplers.sample` captures it)
+    moved onto the straight path: level k -> (t, x_k / (α + σ)) with t = σ / (α + σ) (:func:`diffusion_to_flow`;
+    the clean level k = 0 has α = 1, σ = 0). Returns ``{t: state}``."""
+    out = {}
+    for k, x in trajectory.items():
+        abar = schedule.alpha_bars_host[k - 1] if k > 0 else 1.0
+        scale, t = diffusion_to_flow(abar**0.5, (1 - abar) ** 0.5)
+        out[t] = x * scale
+    return out
+
+
 # --- sampling: integrate dx/dt = v(x, t) from t = 1 to t = 0 ------------------------------------------
 
 

@@ -138,3 +138,29 @@ def test_a_flow_model_trains_round_trips_and_refuses_the_diffusion_samplers(tmp_
         sample_flow(diffusion, 2, steps=2, progress=False)
     with pytest.raises(ValueError, match="sampler"):
         sample_flow(ckpt.model, 2, sampler="rk4", progress=False)
+
+
+def test_path_deviation_is_zero_for_any_straight_path_and_a_quarter_for_a_parabola():
+    from academy_diffusion.flow_matching import path_deviation
+
+    a, b = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    s = torch.linspace(0, 1, 21)
+    uneven = [a + (b - a) * float(u) ** 3 for u in s]  # straight, but not at constant speed
+    assert path_deviation(uneven).abs().max() < 1e-6
+    bulge = torch.randn(3, 1, 4, 4)
+    bulge = bulge - ((bulge * (b - a)).sum((1, 2, 3), keepdim=True) / (b - a).pow(2).sum((1, 2, 3), keepdim=True)) * (
+        b - a)  # at right angles to the chord
+    bulge = bulge / bulge.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * (b - a).flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    parabola = [a + (b - a) * float(u) + 4 * float(u * (1 - u)) * 0.25 * bulge for u in s]
+    torch.testing.assert_close(path_deviation(parabola), torch.full((3,), 0.25), rtol=1e-4, atol=1e-4)
+
+
+def test_diffusion_states_land_on_the_straight_path():
+    from academy_diffusion.flow_matching import to_flow_coordinates
+
+    s = make_schedule("cosine", 1000)
+    x0, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    trajectory = {k: s.sqrt_alpha_bars[k - 1] * x0 + s.sqrt_one_minus_alpha_bars[k - 1] * eps for k in (1, 300, 1000)}
+    trajectory[0] = x0
+    for t, x in to_flow_coordinates(trajectory, s).items():
+        torch.testing.assert_close(x, FlowPath().interpolate(x0, torch.full((2,), t), eps), rtol=1e-4, atol=1e-4)

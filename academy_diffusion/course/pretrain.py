@@ -22,8 +22,8 @@ from ..classifier import SHIPPED, load_classifier
 from ..data import balanced_labels
 from ..device import describe_device, describe_precision, get_device
 from ..flow_matching import FlowPath, sample_flow
-from ..metrics import class_metrics, fid
-from ..samplers import sample
+from ..metrics import class_metrics, fid, fid_interval, real_baseline
+from ..samplers import initial_noise, sample
 from .lessons import COURSE_MODELS, PRETRAINED_DIR, course_model
 from .profiles import Profile
 
@@ -90,6 +90,35 @@ def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS) -> dict:
         f = fid(images, classifier, w=w, warn=False)
         out[f"w{w:g}"] = {"fid": f.value, "accuracy": class_metrics(classifier, images, labels)["accuracy"],
                           "n": len(labels), "sampler": name, "fid_real_vs_real_same_n": f.baseline}
+    return out
+
+
+NFE_GRID = (1, 2, 4, 8, 16, 32)  # lesson 9's network-call budgets
+
+
+def nfe_sweep(classifier, device, n: int = 2000, nfes=NFE_GRID) -> dict:
+    """Lesson 9's comparison at equal network calls, recorded because a CPU lesson cannot afford it: the
+    shipped ``flow`` model with Euler (and Heun at even budgets) against the shipped ``linear`` model with
+    DDIM and DPM-Solver++(2M), each at every NFE in ``nfes``, ``n`` samples from one x_T (seed 0), FID with
+    a 90 % bootstrap interval. Returns ``{method: {nfe: {"fid", "lo", "hi", "n"}}}`` plus the real-vs-real
+    FID at the same n."""
+    flow, linear = (load_checkpoint(PRETRAINED_DIR / f"{k}.pt", device) for k in ("flow", "linear"))
+    x_T = initial_noise(n, 0)
+    draws = {
+        "flow-euler": lambda k: sample_flow(flow.model, n, sampler="euler", steps=k, x_T=x_T),
+        "flow-heun": lambda k: sample_flow(flow.model, n, sampler="heun", steps=k // 2, x_T=x_T),
+        "ddim": lambda k: sample(linear.model, linear.schedule, n, sampler="ddim", steps=k, x_T=x_T),
+        "dpm++2m": lambda k: sample(linear.model, linear.schedule, n, sampler="dpm++2m", steps=k, x_T=x_T),
+    }
+    out = {"n": n, "fid_real_vs_real_same_n": real_baseline(classifier, n)}
+    for method, draw in draws.items():
+        out[method] = {}
+        for k in nfes:
+            if method == "flow-heun" and k % 2:
+                continue
+            value, lo, hi = fid_interval(draw(k).images, classifier)
+            out[method][str(k)] = {"fid": value, "lo": lo, "hi": hi, "n": n}
+            print(method, k, f"{value:.1f} ({lo:.1f}-{hi:.1f})", flush=True)
     return out
 
 
@@ -176,9 +205,21 @@ def main(argv=None) -> None:
     parser.add_argument("--ws", type=float, nargs="*", default=list(MEASURE_WS),
                         help="guidance scales at which to measure the class-conditional model")
     parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
+    parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
+                        "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
     if args.table:
         print(results_table())
+        return
+    if args.nfe_sweep:
+        device = get_device(verbose=True)
+        classifier, _ = load_classifier(device, verbose=False)
+        start = time.perf_counter()
+        sweep = nfe_sweep(classifier, device, args.nfe_sweep)
+        entry = read_manifest()["flow"]
+        entry["nfe_sweep"] = {**sweep, "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
+                              "seconds": time.perf_counter() - start}
+        update_manifest("flow", entry)
         return
 
     # the code version is recorded for what is trained; measuring alone records none
