@@ -33,10 +33,11 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the EMA ``model`` (eval mode), its ``schedule`` and ``meta``."""
+    """A loaded checkpoint: the EMA ``model`` (eval mode), its ``schedule`` (a flow-matching model's
+    :class:`~academy_diffusion.flow_matching.FlowPath`) and ``meta``."""
 
     model: nn.Module
-    schedule: Schedule
+    schedule: Schedule | FlowPath
     meta: dict = field(default_factory=dict)
 
 

@@ -85,7 +85,8 @@ def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels=Non
     in one batched forward pass of ``2B`` images and are combined with :func:`cfg_combine`.
     At w = 1 that combination is ε_cond and at w = 0 it is ε_uncond, so those two scales take a
     single pass of ``B`` images (:func:`guidance_passes`). With ``labels`` and no ``w``: plain
-    conditional (the same as w = 1).
+    conditional (the same as w = 1). Nothing here depends on what the network predicts: flow
+    matching's velocity goes through this same function (:mod:`academy_diffusion.flow_matching`).
     """
     if w is not None:
         if getattr(model, "num_classes", None) is None:

@@ -78,6 +78,13 @@ MUTANTS = [
     ("data.py", "images_uint8.float().div(127.5).sub(1.0)", "images_uint8.float().div(255.0)", "data in [0, 1]"),
     ("checkpoints.py", '"ema": (ema or model).state_dict(),', '"ema": model.state_dict(),',
      "the raw weights saved as the EMA"),
+    ("flow_matching.py", "return F.mse_loss(model(x_t, t * TIME_SCALE, y).float(), noise - x0)",
+     "return F.mse_loss(model(x_t, t * TIME_SCALE, y).float(), x0 - noise)", "flow matching's velocity reversed"),
+    ("flow_matching.py", "return x_t + (t_next - t) * v", "return x_t - (t_next - t) * v", "Euler steps the wrong way"),
+    ("flow_matching.py", "return predict_noise(model, x, t * TIME_SCALE, labels, w)",
+     "return predict_noise(model, x, t, labels, w)", "sampling feeds t on another scale than training"),
+    ("flow_matching.py", "return x_t + (t_next - t) * 0.5 * (v + velocity(guess, t_next))",
+     "return x_t + (t_next - t) * v", "Heun without its corrector"),
     ("schedules.py", "alpha_bars_prev = torch.cat([torch.ones(1,", "alpha_bars_prev = torch.cat([torch.zeros(1,",
      "abar before the first step is 0"),
 ]
@@ -99,6 +106,7 @@ TARGETS = {
     "data.py": ["tests/test_data.py", "tests/test_robustness.py"],
     "checkpoints.py": ["tests/test_checkpoints.py", "tests/test_robustness.py"],
     "schedules.py": ["tests/test_schedules.py", "tests/test_samplers.py"],
+    "flow_matching.py": ["tests/test_flow_matching.py"],
 }
 
 # Mutants a maintainer has looked at and judged harmless, with the reason (index -> why).

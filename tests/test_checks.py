@@ -479,6 +479,52 @@ def _pr_loop(real, fake, k):
     return p, r
 
 
+def _fm_loss(kind="right"):
+    def fn(model, x0, t, noise):
+        tt = t[:, None, None, None]
+        if kind == "swapped":
+            x_t = tt * x0 + (1 - tt) * noise
+        else:
+            x_t = x0 + tt * (noise - x0)  # the same line, written from x0
+        target = x0 - noise if kind == "sign" else noise - x0
+        t_in = t if kind == "unscaled" else (1 - t) * 1000 if kind == "reversed_t" else 1000 * t
+        out = torch.nn.functional.mse_loss(model(x_t, t_in), target)
+        return out.detach() * 0 + out if kind != "per_image" else (model(x_t, t_in) - target).pow(2).mean((1, 2, 3))
+    return fn
+
+
+def _fm_loss_loop(model, x0, t, noise):  # one image at a time, then the average
+    total = 0.0
+    for i in range(len(x0)):
+        x_t = (1 - float(t[i])) * x0[i : i + 1] + float(t[i]) * noise[i : i + 1]
+        total = total + ((model(x_t, t[i : i + 1] * 1000) - (noise[i : i + 1] - x0[i : i + 1])) ** 2).mean()
+    return total / len(x0)
+
+
+def _euler(kind="right"):
+    def fn(model, x_T, steps):
+        x = x_T.clone()
+        grid = torch.linspace(1, 0, steps + 1)
+        if kind == "forward":
+            grid = grid.flip(0)
+        if kind == "grid":
+            grid = torch.linspace(1, 0, steps + 2)[:-1]
+        for i in range(steps):
+            t, t_next = float(grid[i]), float(grid[i + 1])
+            v = model(x, torch.full((len(x),), t if kind == "unscaled" else 1000 * t))
+            x = x - (t - t_next) * v if kind != "sign" else x + (t - t_next) * v
+        return x
+    return fn
+
+
+def _euler_while(model, x_T, steps):
+    x, t, dt = x_T, 1.0, 1.0 / steps
+    for _ in range(steps):
+        x = x + (-dt) * model(x, torch.full((len(x),), 1000.0 * t))
+        t -= dt
+    return x
+
+
 # --- the table: every check, its right answers and its wrong ones ----------------------------------
 
 CASES = {
@@ -556,6 +602,14 @@ CASES = {
         [_pr(), _pr_loop],
         [(_pr("swapped"), "swapped"), (_pr("self_neighbour"), "point itself"), (_pr("squared"), "same units"),
          (_pr("own_radii"), "radii measured inside the real set"), (lambda r, f, k: (1.0, 1.0), "expected")]),
+    "check_flow_matching_loss": (
+        [_fm_loss(), _fm_loss_loop],
+        [(_fm_loss("swapped"), "swapped in the path"), (_fm_loss("sign"), "wrong sign"),
+         (_fm_loss("unscaled"), "t × 1000"), (_fm_loss("reversed_t"), "wrong way"), (_fm_loss("per_image"), "scalar")]),
+    "check_euler_sample": (
+        [_euler(), _euler_while],
+        [(_euler("forward"), "wrong way"), (_euler("sign"), "sign"), (_euler("grid"), "does not match the grid"),
+         (_euler("unscaled"), "fed t in [0, 1]"), (lambda m, x, k: x, "unchanged")]),
     "check_timestep_sensitivity": (
         [_sens(), _sens_loop],
         [(_sens("uncentred"), "dead embedding must read"), (_sens("std"), "reference"),

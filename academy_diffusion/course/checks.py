@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
 
 from .. import metrics, samplers, schedules
 from ..device import precision
@@ -738,3 +739,98 @@ def check_precision_recall(fn) -> None:
                           f"{ref['recall']:.3f}) with k = {k}: a sample counts for precision when it lies within "
                           "the k-NN radius of at least one real point (radii measured inside the real set)")
     _ok("precision_recall matches the reference on two sets of synthetic features")
+
+
+# --- lesson 9: the flow-matching loss and the Euler sampler ---------------------------------------
+
+class _VelocityStandIn(nn.Module):
+    """A fixed velocity "network" that depends on x and on the time it is fed (on the 0..1000 scale), so
+    that every way of getting the path, the target or the time wrong changes its answer."""
+
+    def forward(self, x, t_in, y=None):
+        t_in = torch.as_tensor(t_in, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+        return 0.6 * torch.tanh(x) + 0.3 * torch.cos(t_in / 400.0) * (1 + x.mean((1, 2, 3), keepdim=True))
+
+
+def _fm_loss_variant(x0, t, noise, path="right", target="right", scale=1000.0, t_in=None):
+    tt = t.view(-1, 1, 1, 1)
+    x_t = (1 - tt) * noise + tt * x0 if path == "swapped" else (1 - tt) * x0 + tt * noise
+    v = noise - x0 if target == "right" else x0 - noise
+    return (_VelocityStandIn()(x_t, (t if t_in is None else t_in) * scale) - v).pow(2).mean()
+
+
+def check_flow_matching_loss(fn) -> None:
+    """``fn(model, x0, t, noise)`` -> the scalar loss mean((model(x_t, t * 1000) - (noise - x0))**2) with
+    x_t = (1 - t) x0 + t noise, t ``[B]`` in [0, 1]."""
+    model = _VelocityStandIn()
+    gen = torch.Generator().manual_seed(9)
+    for batch in (6, 3):
+        x0 = torch.rand(batch, 1, 8, 8, generator=gen) * 2 - 1
+        noise = torch.randn(batch, 1, 8, 8, generator=gen)
+        t = torch.rand(batch, generator=gen)
+        out = _call(fn, "flow_matching_loss", model, x0, t, noise)
+        _require(isinstance(out, torch.Tensor) and out.numel() == 1,
+                 f"flow_matching_loss should return a scalar tensor (the batch mean), got {type(out).__name__}"
+                 + (f" of shape {list(out.shape)}" if isinstance(out, torch.Tensor) else ""))
+        ref = _fm_loss_variant(x0, t, noise)
+        if _close(out, ref):
+            continue
+        why = _first_match(out, [
+            (_fm_loss_variant(x0, t, noise, path="swapped"), "x_0 and ε are swapped in the path: x_t = (1 − t) x_0 + "
+             "t ε, so that t = 0 is the digit and t = 1 the noise"),
+            (_fm_loss_variant(x0, t, noise, target="flipped"), "the velocity has the wrong sign: the target is "
+             "dx_t/dt = ε − x_0 (from the digit towards the noise), not x_0 − ε"),
+            (_fm_loss_variant(x0, t, noise, scale=1.0), "the network saw t in [0, 1], but it is trained and sampled "
+             "with t × 1000 (TIME_SCALE), the range its timestep embedding was built for"),
+            (_fm_loss_variant(x0, t, noise, t_in=1 - t), "the network's time runs the wrong way: feed it t × 1000 "
+             "for the x_t you built, so that t = 0 means the digit and t = 1 the noise"),
+            (_fm_loss_variant(x0, t, noise, path="swapped", target="flipped"), "the path and the target are both "
+             "reversed (t = 0 is noise in your version): the course's convention has t = 0 at the digit"),
+        ], ref=ref)
+        _require(why is None, f"flow_matching_loss is wrong: {why}.")
+        raise CheckFailed(f"flow_matching_loss is wrong: {float(out):.5g} instead of {float(ref):.5g}. Build "
+                          "x_t = (1 − t) x0 + t noise (t reshaped to [B, 1, 1, 1]), call model(x_t, t * 1000) and "
+                          "average the squared difference from noise − x0 over everything")
+    _ok("flow_matching_loss matches: straight path, velocity ε − x_0, t × 1000 for the network")
+
+
+def _euler_variant(x_T, steps, kind="right"):
+    model = _VelocityStandIn()
+    times = [1 - i / steps for i in range(steps + 1)]
+    if kind == "forward":
+        times = times[::-1]
+    if kind == "grid":  # steps + 1 grid points, but a step of 1/(steps + 1): it stops short of t = 0
+        times = [1 - i / (steps + 1) for i in range(steps + 1)]
+    x = x_T.clone()
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        v = model(x, torch.full((len(x),), (t if kind != "scale" else t / 1000) * 1000.0))
+        x = x + (t_next - t) * v if kind != "sign" else x - (t_next - t) * v
+    return x
+
+
+def check_euler_sample(fn) -> None:
+    """``fn(model, x_T, steps)`` -> x at t = 0 after ``steps`` Euler steps of dx/dt = model(x, t * 1000)
+    from t = 1 on the grid 1, 1 - 1/steps, ..., 0."""
+    gen = torch.Generator().manual_seed(19)
+    for steps in (1, 4, 7):
+        x_T = torch.randn(3, 1, 8, 8, generator=gen)
+        with torch.no_grad():
+            out = _tensor(_call(fn, "euler_sample", _VelocityStandIn(), x_T, steps), "euler_sample")
+        ref = _euler_variant(x_T, steps)
+        if _close(out, ref):
+            continue
+        why = _first_match(out, [
+            (_euler_variant(x_T, steps, "forward"), "t runs the wrong way: sampling starts at the noise, t = 1, "
+             "and walks down to the digit, t = 0"),
+            (_euler_variant(x_T, steps, "sign"), "the velocity's sign: x_next = x + (t_next − t) v, and t_next − t "
+             "is negative (you step towards t = 0)"),
+            (_euler_variant(x_T, steps, "grid"), "the step size does not match the grid: with `steps` steps from "
+             "1 to 0 each step is 1/steps, and the last one must land on t = 0"),
+            (_euler_variant(x_T, steps, "scale"), "the network was fed t in [0, 1]: it was trained on t × 1000"),
+            (x_T, "the sampler returned x_T unchanged: update x at every step and return the last x"),
+        ], ref=ref)
+        _require(why is None, f"euler_sample is wrong with {steps} steps: {why}.")
+        raise CheckFailed(f"euler_sample is wrong with {steps} steps: largest error {(out - ref).abs().max():.4g}. "
+                          "Walk t = 1, 1 − 1/steps, ..., 0; at each step v = model(x, t * 1000 for every image) "
+                          "and x = x + (t_next − t) * v")
+    _ok("euler_sample matches Euler's method from t = 1 to 0 with 1, 4 and 7 steps")
