@@ -162,15 +162,15 @@ def train(
         idx = order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size]
         x0 = images[idx]
         y = drop_labels(labels[idx], model.null_class, p_uncond, gen) if conditional else None
-        if flow:  # flow matching: t uniform in [0, 1), the velocity as target
+        if flow:  # flow matching: t uniform in [0, 1), the velocity ε − x0 as target
             t = draw_times(batch_size, device, gen)
-            noise = torch.randn(x0.shape, device=device, generator=gen)
-            with autocast(device):
-                loss = flow_matching_loss(forward, x0, t, noise, y)
-        else:  # diffusion: an integer code index in 0..T-1, the noise as target
+        else:  # diffusion: a code index in 0..T-1, the noise as target
             t = torch.randint(0, schedule.T, (batch_size,), device=device, generator=gen)
-            noise = torch.randn(x0.shape, device=device, generator=gen)
-            with autocast(device):
+        noise = torch.randn(x0.shape, device=device, generator=gen)
+        with autocast(device):
+            if flow:
+                loss = flow_matching_loss(forward, x0, t, noise, y)
+            else:
                 loss = diffusion_loss(forward, schedule, x0, t, noise, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
