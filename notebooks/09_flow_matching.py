@@ -187,14 +187,16 @@ plt.show()
 # %% [markdown]
 # Read the grid from the top: at one network call flow matching returns its estimate of E[x_0 | x_T],
 # a blurred average, while DDIM returns the diffusion model's one-jump x̂0. Both need several calls
-# before strokes appear, and the rows converge to their references as NFE grows.
+# before strokes appear, and each converges as NFE grows. The two *models* are different networks: the
+# same x_T need not become the same digit under both, so compare each group with itself down the rows.
 #
 # ## 3. Quality against network calls: lesson 7's plot, with flow matching on it
 #
 # The error panel is this lesson's measurement. FID needs thousands of samples per point: the
 # course measured it once, offline, for every point of the grid (`python -m
-# academy_diffusion.course.pretrain --nfe-sweep 2000`), and records it in the manifest; this lesson
-# draws one point live, at 8 NFE, to show the recorded numbers are what you get here.
+# academy_diffusion.course.pretrain --nfe-sweep 2000`), and records it in the manifest. This lesson
+# draws one point live, at 8 NFE and n = 300: there FID's small-sample bias (the real-vs-real value
+# printed beside it) makes every FID larger than the recorded one, so compare its ordering, not its value.
 
 # %%
 sweep = read_manifest().get("flow", {}).get("nfe_sweep") if ctx.profile.pretrained else None
@@ -209,6 +211,9 @@ baseline = real_baseline(classifier, n_fid)
 for name, (value, lo, hi) in live_fid.items():
     print(f"live, 8 NFE, {name:>22}: FID {value:.1f} (90 % interval {lo:.1f}-{hi:.1f}; n = {n_fid}, unguided; "
           f"real-vs-real at this n {baseline:.1f})")
+(f_fm, lo_fm, hi_fm), (f_dd, lo_dd, hi_dd) = live_fid.values()
+print(f"at n = {n_fid} the two intervals " + ("are apart" if hi_fm < lo_dd or hi_dd < lo_fm else
+      "overlap: this many samples cannot separate the two samplers at 8 NFE; the recorded n = 2,000 can"))
 
 METHODS = {"flow-euler": "flow matching, Euler", "flow-heun": "flow matching, Heun", "ddim": "diffusion, DDIM",
            "dpm++2m": "diffusion, DPM-Solver++"}
@@ -228,15 +233,16 @@ if sweep:
 else:  # models trained here (full or smoke profile): the recorded sweep is of the shipped ones
     axes[1].text(0.5, 0.5, "no recorded sweep for these models:\npython -m academy_diffusion.course.pretrain "
                  "--nfe-sweep 2000", ha="center", va="center", transform=axes[1].transAxes, fontsize=8)
+axes[0].set(yscale="log", ylabel=f"RMS distance to the reference (n = {n_err})", title="Integration error")
+axes[1].set_title("FID against NFE (90 % intervals)")
 for ax in axes:
     ax.set(xscale="log", xlabel="network evaluations (NFE)")
     ax.set_xticks(NFE_GRID, [str(k) for k in NFE_GRID])
-    ax.minorticks_off()
+    ax.minorticks_off()  # log axes: the labelled decades only
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-axes[0].set(yscale="log", ylabel=f"RMS distance to the reference (n = {n_err})", title="Integration error")
-axes[1].set_title("FID against NFE (90 % intervals)")
 save_figure(fig, "09_quality_vs_nfe")
 plt.show()
 if sweep:
@@ -277,9 +283,9 @@ for name, d in bend.items():
     print(f"{name:>30}: median deviation {d.median():.3f} (quartiles {d.quantile(0.25):.3f}-{d.quantile(0.75):.3f},"
           f" n = {n_err})")
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.boxplot([d.numpy() for d in bend.values()], vert=False)
-ax.set_yticks(range(1, len(bend) + 1), [n.replace(", ", "\n") for n in bend])
-ax.set(xlabel="largest distance from the chord / chord length", title="How far the sampling paths bend")
+ax.boxplot([d.numpy() for d in bend.values()])
+ax.set_xticks(range(1, len(bend) + 1), [n.replace(", ", ",\n") for n in bend], fontsize=8)
+ax.set(ylabel="largest distance from the chord\n/ chord length", title=f"How far the sampling paths bend (n = {n_err})")
 ax.grid(alpha=0.3)
 save_figure(fig, "09_straightness")
 plt.show()
@@ -313,19 +319,65 @@ for key, r in sorted(recorded.items()):
 report("09_flow_matching", n_per_w=n_w, **{f"accuracy_w{w:g}": a for w, a in accuracy.items()})
 
 # %% [markdown]
-# ## 6. Check the claims on numbers
+# ## 6. The verdict, and the claims it rests on
+#
+# On these two models, trained with the same recipe, the recorded intervals (n = 2,000 per point)
+# and this lesson's measurements say:
+#
+# 1. **Against DDIM at equal network calls, flow matching wins** at every budget on the plot, with
+#    intervals apart, even with plain Euler.
+# 2. **Against DPM-Solver++, the diffusion model's better integrator, it depends on the budget**: it
+#    loses at 8 calls and wins at 32. A better sampler is worth as much as the change of objective at
+#    small budgets.
+# 3. **Straightness explains less than the usual story.** The flow model's paths are much straighter
+#    than DDIM's *as DDIM walks them*; but put DDIM's states onto the straight path (divide by α + σ)
+#    and they bend as little as the flow model's. Most of the difference is the coordinates, and per
+#    network call the two models integrate their own ODEs about equally accurately (the error panel).
+#    Heun, second order, pays off only once its steps are small: at 8 calls (4 steps) it is worse than
+#    Euler, at 32 clearly better.
+# 4. **What flow matching bought here is mostly a better network for the same training budget**: its
+#    FID with enough calls is below anything the diffusion model reaches with any sampler on the plot.
+#    That is a measurement of this U-Net at 20 epochs on a CPU, not a law: lesson 2 showed that the
+#    schedule alone moves these numbers too.
+#
+# Guidance carries over unchanged: the same convention on velocities raises class accuracy with w, as
+# it did for ε (the recorded n = 10,000 numbers above; the live sweep's n = 100 per w is too small to
+# separate 98 % from 100 %).
 
 # %%
 se = lambda p, n: math.sqrt(max(p * (1 - p), 1 / n) / n)
-claim(all(error["flow matching, Heun", k] < error["flow matching, Euler", k] for k in (8, 16, 32)),
-      "Heun (second order) integrates the flow more accurately than Euler at 8, 16 and 32 NFE: " + ", ".join(
-          f"{error['flow matching, Heun', k]:.4f} vs {error['flow matching, Euler', k]:.4f}" for k in (8, 16, 32)))
-claim(error["flow matching, Euler", 32] < error["flow matching, Euler", 4] / 4,
-      f"Euler converges: its error falls from {error['flow matching, Euler', 4]:.4f} at 4 NFE to "
-      f"{error['flow matching, Euler', 32]:.4f} at 32, more than 4x")
-claim(bend["flow matching (Euler-32)"].median() < bend["DDIM-32, as walked"].median() / 2,
-      f"flow matching's paths are straighter than DDIM's as walked: median deviation "
-      f"{bend['flow matching (Euler-32)'].median():.3f} vs {bend['DDIM-32, as walked'].median():.3f}")
-claim(accuracy[3.0] - accuracy[1.0] > 2 * se(accuracy[1.0], n_w),
-      f"guidance in velocity space works: accuracy {accuracy[1.0]:.3f} at w = 1 -> {accuracy[3.0]:.3f} at w = 3 "
-      f"(2 standard errors: {2 * se(accuracy[1.0], n_w):.3f})")
+e = error
+claim(e["flow matching, Heun", 32] < 0.8 * e["flow matching, Euler", 32]
+      and e["flow matching, Heun", 8] > e["flow matching, Euler", 8],
+      f"Heun pays off only with small steps: error at 8 NFE {e['flow matching, Heun', 8]:.4f} vs Euler "
+      f"{e['flow matching, Euler', 8]:.4f}; at 32 NFE {e['flow matching, Heun', 32]:.4f} vs {e['flow matching, Euler', 32]:.4f}")
+claim(e["flow matching, Euler", 32] < e["flow matching, Euler", 4] / 3,
+      f"Euler converges: error {e['flow matching, Euler', 4]:.4f} at 4 NFE, {e['flow matching, Euler', 32]:.4f} at 32")
+ratios = [e["flow matching, Euler", k] / e["diffusion, DDIM", k] for k in (8, 16, 32)]
+claim(all(2 / 3 < r < 1.5 for r in ratios),
+      "per network call, Euler on the flow and DDIM on the diffusion ODE are about equally accurate: error ratios "
+      + ", ".join(f"{r:.2f}" for r in ratios) + " at 8, 16, 32 NFE")
+straight, walked, mapped = (float(d.median()) for d in bend.values())
+claim(walked > 2 * straight and 0.75 < mapped / straight < 1.33,
+      f"the flow paths bend less than DDIM's as walked ({straight:.3f} vs {walked:.3f}), and about as much as "
+      f"DDIM's in flow coordinates ({mapped:.3f})")
+if sweep:  # the recorded intervals (the shipped models)
+    r = {key: {int(k): v for k, v in sweep[key].items()} for key in METHODS}
+    claim(all(r["flow-euler"][k]["hi"] < r["ddim"][k]["lo"] for k in NFE_GRID),
+          "flow matching (Euler) beats DDIM at every NFE, intervals apart: " + ", ".join(
+              f"{r['flow-euler'][k]['fid']:.1f} vs {r['ddim'][k]['fid']:.1f}" for k in NFE_GRID))
+    claim(r["dpm++2m"][8]["hi"] < r["flow-euler"][8]["lo"] and r["flow-euler"][32]["hi"] < r["dpm++2m"][32]["lo"],
+          f"against DPM-Solver++ it loses at 8 NFE ({r['flow-euler'][8]['fid']:.1f} vs {r['dpm++2m'][8]['fid']:.1f}) "
+          f"and wins at 32 ({r['flow-euler'][32]['fid']:.1f} vs {r['dpm++2m'][32]['fid']:.1f})")
+    best_flow = min(r[m][k]["hi"] for m in ("flow-euler", "flow-heun") for k in r[m])
+    best_diffusion = min(r[m][k]["lo"] for m in ("ddim", "dpm++2m") for k in r[m])
+    claim(best_flow < best_diffusion, f"the flow model's best FID (upper end {best_flow:.1f}) is below the diffusion "
+          f"model's best with any sampler on the plot (lower end {best_diffusion:.1f})")
+if len(recorded) >= 2:  # guidance, on the recorded n = 10,000 sweep
+    (w_lo, a), (w_hi, b) = (lambda ks: ((ks[0], recorded[ks[0]]), (ks[-1], recorded[ks[-1]])))(
+        sorted(recorded, key=lambda key: float(key[1:])))
+    claim(b["accuracy"] - a["accuracy"] > 2 * math.hypot(se(a["accuracy"], a["n"]), se(b["accuracy"], b["n"])),
+          f"guidance on velocities raises accuracy: {a['accuracy']:.3f} at {w_lo.replace('w', 'w = ')} -> "
+          f"{b['accuracy']:.3f} at {w_hi.replace('w', 'w = ')} (n = {a['n']:,} each)")
+claim(accuracy[1.0] > 0.1 + 4 * se(0.1, n_w), f"the conditional model follows its labels at w = 1: accuracy "
+      f"{accuracy[1.0]:.3f} against 0.1 by chance (n = {n_w})")
