@@ -82,3 +82,15 @@ def test_display_range():
     torch.testing.assert_close(data.to_display_range(x), torch.tensor([0.0, 0.5, 1.0, 1.0]))
     torch.testing.assert_close(data.to_model_range(torch.tensor([0, 255], dtype=torch.uint8)),
                                torch.tensor([-1.0, 1.0]))
+
+
+@pytest.mark.parametrize("n", [10, 25, 250, 7])
+def test_balanced_labels_are_sorted_and_as_even_as_n_allows(n):
+    from academy_diffusion.data import balanced_labels
+
+    labels = balanced_labels(n)
+    counts = torch.bincount(labels, minlength=10)
+    assert len(labels) == n and torch.equal(labels, labels.sort().values)
+    assert counts.max() - counts.min() <= 1 and labels.max() < 10
+    if n % 10 == 0:
+        assert torch.equal(labels, torch.arange(10).repeat_interleave(n // 10))
