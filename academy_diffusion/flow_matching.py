@@ -163,11 +163,6 @@ def heun_step(velocity, x_t: torch.Tensor, t: float, t_next: float, v: torch.Ten
     return x_t + (t_next - t) * 0.5 * (v + velocity(guess, t_next))
 
 
-def flow_nfe(sampler: str, steps: int) -> int:
-    """Network evaluations of ``steps`` steps (per guidance pass): Euler 1 per step, Heun 2."""
-    return steps * (2 if sampler == "heun" else 1)
-
-
 @torch.no_grad()
 def sample_flow(
     model: nn.Module,

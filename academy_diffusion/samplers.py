@@ -265,8 +265,9 @@ def _dpm_loop(model, schedule, x, y, w, timesteps, gen, record, *, clip_x0, **_)
     previous = None  # the estimate of x0 one step earlier, and its timestep
     for t, t_next in _pairs(timesteps):
         eps = _eps(model, x, t, y, w)
-        x_next = dpm_solver_pp_step(schedule, x, t, t_next, eps, previous, clip_x0)
-        previous = (predict_x0(schedule, x, t, eps, clip_x0), t)
+        x0_hat = predict_x0(schedule, x, t, eps, clip_x0)  # dpm_solver_pp_step, keeping x0_hat for the next step
+        x_next = dpm_solver_pp_update(schedule, x, t, t_next, x0_hat, previous)
+        previous = (x0_hat, t)
         x = record(t, t_next, x, eps, x_next)
     return x
 

@@ -111,13 +111,15 @@ eps = torch.randn_like(x0)                                       # the noise end
 x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps  # a point on the straight line
 by_hand = ((eps - x0) - net(x_t, t * TIME_SCALE)).pow(2).mean()   # velocity target: noise minus digit
 package = flow_matching_loss(net, x0, t, eps)
-print(f"flow-matching loss by hand: {by_hand.item():.4f}   package: {package.item():.4f}")
+print(f"flow-matching loss by hand: {by_hand.item():.4f}   package: {package.item():.4f}   "
+      f"a network that predicts 0: {(eps - x0).pow(2).mean().item():.4f}")
 assert torch.allclose(by_hand, package, atol=1e-5)
 
 # %% [markdown]
-# Before training the network outputs roughly nothing, so the loss starts near E‖ε − x_0‖² per pixel,
-# about 1 + E[x_0²] ≈ 1.7 for MNIST in [-1, 1] (L_simple started near 1). The two losses are on different
-# scales and cannot be compared with each other, only each with itself.
+# A network that predicts 0 would score E[(ε − x_0)²] = 1 + E[x_0²] per pixel (printed above): more than
+# L_simple's starting point of E[ε²] = 1, because MNIST's mostly black background (−1) adds to it. The
+# untrained network starts near that. The two losses are on different scales and cannot be compared
+# with each other, only each with itself.
 #
 # `train` is the loop of lesson 1 unchanged: given the `FlowPath` instead of a noise schedule it draws
 # t in [0, 1) and uses this loss. The model we sample from was trained with the same recipe as the

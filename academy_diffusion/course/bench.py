@@ -158,7 +158,7 @@ def precision_quality(model, schedule, classifier, n: int = 1000, w: float = GUI
     """
     from ..metrics import fid
 
-    labels = balanced_labels(max(1, n // 10) * 10)
+    labels = balanced_labels(n)
     device = next(model.parameters()).device
     out, images, preds = {"n": len(labels), "w": w, "sampler": f"ddim-{steps}"}, {}, {}
     for mode in modes:
