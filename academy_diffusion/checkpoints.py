@@ -53,8 +53,6 @@ def save_checkpoint(path, model: nn.Module, ema: nn.Module | None, schedule: Sch
     With ``ema=None``, ``model`` is taken to be the weights to sample with and only they are
     stored (the shipped checkpoints do this, to stay small).
     """
-    path = Path(path)
-    writable_dir(path.parent)
     payload = {
         "model_config": model.config,
         "schedule": schedule.config(),
@@ -63,6 +61,14 @@ def save_checkpoint(path, model: nn.Module, ema: nn.Module | None, schedule: Sch
     }
     if ema is not None:
         payload["model"] = model.state_dict()
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: dict, path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place: a reader never sees
+    half a file, and an interrupted save leaves the old file (or none), not a truncated one."""
+    path = Path(path)
+    writable_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:

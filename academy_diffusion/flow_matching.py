@@ -192,7 +192,7 @@ def sample_flow(
     times = flow_times(steps)
     device = next(model.parameters()).device
     if x_T is None:
-        x_T = initial_noise(n, seed, (model.in_channels, 28, 28))
+        x_T = initial_noise(n, seed, model.sample_shape)
     if len(x_T) != n or (labels is not None and len(labels) != n):
         raise ValueError(f"x_T and labels must hold n = {n} entries, got {len(x_T)} and "
                          f"{None if labels is None else len(labels)}")

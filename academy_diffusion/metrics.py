@@ -118,11 +118,17 @@ def real_baseline(classifier: nn.Module, n: int, seed: int = 0) -> float:
     """
     cache = _CACHE.setdefault(classifier, {})
     if ("baseline", n, seed) not in cache:
-        images, _ = load_mnist("train")
-        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-        stats = feature_stats(extract_features(classifier, images[pick]))
+        stats = feature_stats(extract_features(classifier, baseline_images(n, seed)))
         cache["baseline", n, seed] = frechet_distance(*stats, *reference_stats(classifier))
     return cache["baseline", n, seed]
+
+
+def baseline_images(n: int, seed: int = 0) -> torch.Tensor:
+    """The ``n`` MNIST training digits that :func:`real_baseline` scores, ``[n, 1, 28, 28]`` in [-1, 1] (CPU)."""
+    images, _ = load_mnist("train")
+    if not 1 <= n <= len(images):
+        raise ValueError(f"n must be between 1 and {len(images):,}, got {n}")
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
 def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, baseline: bool = True,

@@ -1,6 +1,6 @@
 """The noise-prediction network: a small U-Net eps_theta(x_t, t, y) for 28x28 images.
 
-Shapes: ``x`` is ``[B, C, H, W]`` (H and W divisible by 4), ``t`` is ``[B]`` integer timesteps
+Shapes: ``x`` is ``[B, C, H, W]`` (28x28 digits, or lesson 10's 7x7 latent grid), ``t`` is ``[B]`` integer timesteps
 in 0..T-1, ``y`` is ``[B]`` class labels (0..num_classes-1, or ``num_classes`` for "no class",
 the null label that classifier-free guidance trains with). The output has the shape of ``x``.
 """
@@ -67,13 +67,17 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """A two-level U-Net: 28x28 -> 14x14 -> 7x7 and back, with skip connections.
 
+    Any grid size works (a 7x7 latent goes 7 -> 4 -> 2 and back; each skip is resized to match).
+
     Args:
-        in_channels: image channels (1 for MNIST).
+        in_channels: image channels (1 for MNIST, 4 for lesson 10's latents).
         channels: feature channels at 28x28, 14x14 and 7x7.
         emb_dim: width of the timestep (and class) embedding.
         num_classes: None for an unconditional model; else the number of classes, and the
             class embedding gets one extra row, index ``num_classes``, for "no class".
         dead_time_embedding: make the timestep embedding return zeros (lesson 6).
+        image_size: the grid the model generates (height = width): the samplers draw x_T of shape
+            ``[n, in_channels, image_size, image_size]`` (:attr:`sample_shape`).
     """
 
     def __init__(
@@ -83,13 +87,14 @@ class UNet(nn.Module):
         emb_dim: int = 128,
         num_classes: int | None = None,
         dead_time_embedding: bool = False,
+        image_size: int = 28,
     ):
         super().__init__()
         # What build_model needs to rebuild this network (saved in checkpoints): the arguments above.
         self.config = {name: arg for name, arg in locals().items() if name in inspect.signature(UNet).parameters}
         self.config["channels"] = list(channels)
         c0, c1, c2 = channels
-        self.in_channels, self.num_classes = in_channels, num_classes
+        self.in_channels, self.num_classes, self.image_size = in_channels, num_classes, image_size
         self.time_embedding = TimestepEmbedding(emb_dim, emb_dim, dead=dead_time_embedding)
         self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         self.stem = nn.Conv2d(in_channels, c0, 3, padding=1)
@@ -102,6 +107,11 @@ class UNet(nn.Module):
         self.up1 = ResBlock(c2 + c1, c1, emb_dim)
         self.up0 = ResBlock(c1 + c0, c0, emb_dim)
         self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, in_channels, 3, padding=1))
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """The shape of one generated sample, ``(C, H, W)``."""
+        return (self.in_channels, self.image_size, self.image_size)
 
     @property
     def null_class(self) -> int:
@@ -126,11 +136,9 @@ class UNet(nn.Module):
         return self.out(h)
 
     def _check_inputs(self, x, t, y) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % 4 or x.shape[3] % 4:
-            raise ValueError(
-                f"expected images of shape [B, {self.in_channels}, H, W] with H and W divisible by 4 "
-                f"(MNIST: [B, 1, 28, 28]), got {list(x.shape)}"
-            )
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected images of shape [B, {self.in_channels}, H, W] (MNIST: [B, 1, 28, 28]), "
+                             f"got {list(x.shape)}")
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected one timestep per image, shape [{x.shape[0]}], got {list(t.shape)}")
         if y is not None and self.class_embedding is None:

@@ -353,7 +353,7 @@ def sample(
     device = next(model.parameters()).device
     schedule = schedule.to(device)
     if x_T is None:
-        x_T = initial_noise(n, seed, (model.in_channels, 28, 28))
+        x_T = initial_noise(n, seed, model.sample_shape)
     if len(x_T) != n:
         raise ValueError(f"x_T holds {len(x_T)} starting images, but n = {n}")
     if labels is not None and len(labels) != n:

@@ -149,7 +149,7 @@ def train(
     ema = make_ema(model)
     forward = torch.compile(model) if compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: _lr_factor(k, warmup_steps, total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, warmup_steps, total))
     gen = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(total, device=device)
 
@@ -190,7 +190,7 @@ def train(
     return TrainResult(losses.cpu(), ema, seconds, total * batch_size / seconds)
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
+def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up to 1, then a cosine down to 0.1 at the last step."""
     if step < warmup:
         return (step + 1) / warmup

@@ -64,7 +64,7 @@ MUTANTS = [
      "torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)", "sin and cos halves swapped"),
     ("metrics.py", "- 2 * trace_sqrt_product(sigma1, sigma2)", "- trace_sqrt_product(sigma1, sigma2)",
      "Frechet cross term without its factor 2"),
-    ("metrics.py", 'images, _ = load_mnist("train")\n        pick', 'images, _ = load_mnist("test")\n        pick',
+    ("metrics.py", 'images, _ = load_mnist("train")\n    if not', 'images, _ = load_mnist("test")\n    if not',
      "real-vs-real baseline drawn from the reference set itself"),
     ("metrics.py", "np.cov(f, rowvar=False)", "np.cov(f, rowvar=True)", "covariance over the wrong axis"),
     ("metrics.py", ".pow(2).sum(1).mean()", ".pow(2).mean()", "spread averaged over feature dimensions"),

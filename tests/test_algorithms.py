@@ -123,7 +123,7 @@ class ConstantEps(nn.Module):
         super().__init__()
         self.value, self.num_classes = value, num_classes
         self.dummy = nn.Parameter(torch.zeros(()))
-        self.in_channels = 1
+        self.in_channels, self.sample_shape = 1, (1, 28, 28)
 
     @property
     def null_class(self):

@@ -28,6 +28,7 @@ class _Stand(torch.nn.Module):
     def __init__(self, fn, num_classes=None):
         super().__init__()
         self.fn, self.in_channels, self.num_classes = fn, 1, num_classes
+        self.sample_shape = (1, 28, 28)
         self.dummy = torch.nn.Parameter(torch.zeros(()))
         self.schedule_config = FlowPath().config()
 

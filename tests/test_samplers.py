@@ -121,7 +121,7 @@ def test_guidance_at_w_0_and_1_takes_one_pass(tiny_cond_model, linear_schedule):
         def __init__(self, inner):
             super().__init__()
             self.inner, self.num_classes, self.null_class = inner, inner.num_classes, inner.null_class
-            self.in_channels = inner.in_channels
+            self.in_channels, self.sample_shape = inner.in_channels, inner.sample_shape
 
         def forward(self, x, t, y=None):
             seen.append(len(x))
@@ -213,7 +213,7 @@ class _OracleModel(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.in_channels = 1
+        self.in_channels, self.sample_shape = 1, (1, 28, 28)
         self.dummy = torch.nn.Parameter(torch.zeros(()))
 
     def forward(self, x, t, y=None):

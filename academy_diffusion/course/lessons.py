@@ -2,7 +2,9 @@
 
 * :func:`setup_lesson` is the first call of every lesson: device, run profile, seed.
 * :func:`course_model` trains one of the course's models (or loads it from the cache, so that
-  lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone).
+  lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone);
+  :func:`course_autoencoder` does the same for lesson 10's autoencoder, whose codes the ``latent``
+  model is trained on.
 * :func:`cached_sample` is :func:`~academy_diffusion.samplers.sample` stored on disk, so that
   lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings;
   lesson 8 also lesson 5's w = 2), and lesson 6 the linear model's samples lesson 2 drew.
@@ -23,6 +25,7 @@ from ..checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_check
 from ..data import cache_dir, load_mnist, writable_dir
 from ..device import describe_device, describe_precision, get_device, seed_everything
 from ..flow_matching import FlowPath
+from ..latent import Autoencoder, encode_all, load_autoencoder, save_autoencoder, train_autoencoder
 from ..models import UNet, count_parameters
 from ..samplers import SampleResult, sample
 from ..schedules import make_schedule
@@ -38,7 +41,10 @@ COURSE_MODELS = {
     "dead": {"schedule": "linear", "num_classes": None, "dead_time_embedding": True},  # lesson 6
     "flow": {"schedule": "flow", "num_classes": None, "dead_time_embedding": False},  # lesson 9
     "flow_cfg": {"schedule": "flow", "num_classes": 10, "dead_time_embedding": False},  # lesson 9
+    # lesson 10: the same U-Net and schedule on the 4x7x7 codes of the course's autoencoder
+    "latent": {"schedule": "linear", "num_classes": None, "dead_time_embedding": False, "space": "latent"},
 }
+AUTOENCODER = "autoencoder"  # the shipped autoencoder's name (autoencoder.pt, the manifest's key)
 
 
 def pretrained_model(kind: str, device) -> Checkpoint | None:
@@ -48,7 +54,7 @@ def pretrained_model(kind: str, device) -> Checkpoint | None:
         return None
     ckpt = load_checkpoint(path, device, sha256=shipped_sha256(path.name))
     recipe = ckpt.meta["recipe"]
-    if any(recipe[key] != value for key, value in COURSE_MODELS[kind].items()):
+    if any(recipe.get(key) != value for key, value in COURSE_MODELS[kind].items()):
         raise ValueError(f"{path} was trained with {recipe}, which is not the course's '{kind}' model")
     print(f"loaded the shipped '{kind}' model ({ckpt.meta['steps']} steps, {recipe['epochs']:.2f} epochs of "
           f"{recipe['train_images'] or 60_000:,} images, trained in {ckpt.meta['seconds']:.0f} s "
@@ -101,6 +107,10 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
     recipe = {**COURSE_MODELS[kind], "profile": profile.name, "channels": list(profile.channels),
               "train_images": profile.train_images, "epochs": profile.epochs, "batch_size": profile.batch_size,
               "lr": profile.lr, "p_uncond": P_UNCOND, "seed": seed, "T": 1000}
+    latent = recipe.get("space") == "latent"
+    if latent:  # trained on this autoencoder's codes: a retrained autoencoder means a retrained model
+        autoencoder, scale, _ = course_autoencoder(profile, device, seed, progress=progress)
+        recipe.update(autoencoder=_fingerprint(autoencoder), scale=scale)
     path = checkpoint_dir() / f"{kind}-{profile.name}-seed{seed}.pt"
     if path.exists() and not retrain:
         ckpt = load_checkpoint(path, device)
@@ -110,12 +120,15 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
                   f"on {m['device']})")
             return ckpt
     images, labels = load_mnist("train", device=device, subset=profile.train_images)
+    if latent:  # the data set becomes the digits' scaled codes; everything after this is unchanged
+        images = scale * encode_all(autoencoder, images)
     seed_everything(seed)
-    model = UNet(channels=tuple(profile.channels), num_classes=recipe["num_classes"],
-                 dead_time_embedding=recipe["dead_time_embedding"])
+    model = UNet(in_channels=images.shape[1], channels=tuple(profile.channels), num_classes=recipe["num_classes"],
+                 dead_time_embedding=recipe["dead_time_embedding"], image_size=images.shape[-1])
     flow = recipe["schedule"] == FlowPath.name
     schedule = FlowPath() if flow else make_schedule(recipe["schedule"], recipe["T"], device)
-    print(f"training model '{kind}': {count_parameters(model):,} parameters, {len(images):,} images, "
+    print(f"training model '{kind}': {count_parameters(model):,} parameters, {len(images):,} "
+          f"{'codes' if latent else 'images'} of shape {list(images.shape[1:])}, "
           f"{profile.epochs:g} epochs, batch {profile.batch_size}, {recipe['schedule']} schedule")
     result = train(model, images, schedule, labels if recipe["num_classes"] else None, epochs=profile.epochs,
                    batch_size=profile.batch_size, lr=profile.lr, p_uncond=P_UNCOND, seed=seed, progress=progress)
@@ -125,6 +138,54 @@ def course_model(kind: str, profile: Profile, device, seed: int = 0, retrain: bo
             "precision": describe_precision(device)}
     save_checkpoint(path, model, result.ema, schedule, meta)
     return load_checkpoint(path, device)
+
+
+def course_autoencoder(profile: Profile, device, seed: int = 0, retrain: bool = False,
+                       progress: bool = True) -> tuple[Autoencoder, float, dict]:
+    """Lesson 10's autoencoder: ``(autoencoder, scale, meta)``, frozen, on ``device``.
+
+    As :func:`course_model`: the shipped one with a ``pretrained`` profile, else trained with the
+    profile's ``autoencoder_channels`` and ``autoencoder_epochs`` (or loaded from the cache).
+    ``scale`` is the latent scale factor measured on its training digits (stored with it).
+    """
+    if profile.pretrained and not retrain:
+        path = PRETRAINED_DIR / f"{AUTOENCODER}.pt"
+        if path.exists():
+            autoencoder, scale, meta = load_autoencoder(path, device, sha256=shipped_sha256(path.name))
+            print(f"loaded the shipped autoencoder ({meta['epochs']:g} epochs, trained in {meta['seconds']:.0f} s on "
+                  f"{meta['device']}; latent scale {scale:.4f})")
+            return autoencoder, scale, meta
+        print(f"no shipped autoencoder in {PRETRAINED_DIR}: training it instead")
+    recipe = {"channels": list(profile.autoencoder_channels), "epochs": profile.autoencoder_epochs,
+              "train_images": profile.train_images, "batch_size": 128, "seed": seed, "profile": profile.name}
+    path = checkpoint_dir() / f"{AUTOENCODER}-{profile.name}-seed{seed}.pt"
+    if path.exists() and not retrain:
+        autoencoder, scale, meta = load_autoencoder(path, device)
+        if meta.get("recipe") == recipe:
+            print(f"loaded the autoencoder from {path} (trained in {meta['seconds']:.0f} s on {meta['device']})")
+            return autoencoder, scale, meta
+    images, _ = load_mnist("train", device=device, subset=profile.train_images)
+    seed_everything(seed)
+    autoencoder = Autoencoder(tuple(profile.autoencoder_channels))
+    print(f"training the autoencoder: {count_parameters(autoencoder):,} parameters, {len(images):,} images, "
+          f"{profile.autoencoder_epochs:g} epochs")
+    result = train_autoencoder(autoencoder, images, epochs=profile.autoencoder_epochs, seed=seed, progress=progress)
+    print(f"  {len(result.losses)} steps in {result.seconds:.1f} s; latent scale {result.scale:.4f}")
+    meta = {"recipe": recipe, "epochs": profile.autoencoder_epochs, "losses": result.losses.tolist(),
+            "seconds": result.seconds, "images_per_second": result.images_per_second,
+            "device": describe_device(device), "precision": describe_precision(device)}
+    save_autoencoder(path, autoencoder, result.scale, meta)
+    return load_autoencoder(path, device)
+
+
+def check_latent_pair(latent: Checkpoint, autoencoder: Autoencoder, scale: float) -> None:
+    """Refuse a latent model and an autoencoder that were not trained together: the model only knows
+    the codes (and the scale) of the autoencoder it was trained on."""
+    recipe = latent.meta["recipe"]
+    if recipe.get("autoencoder") != _fingerprint(autoencoder) or abs(recipe["scale"] - scale) > 1e-6 * scale:
+        raise ValueError("this latent model was trained on another autoencoder's codes (its weights or scale "
+                         "differ): load both from the same place, e.g. course_autoencoder and course_model('latent') "
+                         "with the same profile")
 
 
 def _fingerprint(*parts) -> str:

@@ -12,19 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import time
 
 import torch
 
-from ..checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from ..checkpoints import checkpoint_dir, file_sha256, load_checkpoint, save_checkpoint
 from ..classifier import SHIPPED, load_classifier
 from ..data import balanced_labels
 from ..device import describe_device, describe_precision, get_device
 from ..flow_matching import FlowPath, sample_flow
-from ..metrics import class_metrics, fid, fid_interval, real_baseline
+from ..latent import decode_all, encode_all, load_autoencoder, sample_latent
+from ..metrics import baseline_images, class_metrics, fid, fid_interval, real_baseline
 from ..samplers import initial_noise, sample
-from .lessons import COURSE_MODELS, PRETRAINED_DIR, course_model
+from .lessons import AUTOENCODER, COURSE_MODELS, PRETRAINED_DIR, check_latent_pair, course_autoencoder, course_model
 from .profiles import Profile
 
 MANIFEST = PRETRAINED_DIR / "manifest.json"
@@ -66,16 +68,20 @@ def update_manifest(key: str, entry: dict) -> dict:
     return manifest
 
 
-def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS) -> dict:
+def measure(ckpt, classifier, n: int, steps: int = 20, ws=MEASURE_WS, autoencoder=None) -> dict:
     """FID at ``n`` samples from one fixed x_T, drawn with ``steps`` network calls per guidance pass
     (DDIM for a diffusion model, Euler for a flow-matching one); for a conditional model, FID and class
-    accuracy at each guidance scale in ``ws`` (n/10 per digit)."""
+    accuracy at each guidance scale in ``ws`` (n/10 per digit). A latent model needs its
+    ``autoencoder`` as ``(autoencoder, scale)``: its samples are decoded before they are scored."""
     flow = isinstance(ckpt.schedule, FlowPath)
     name = f"{'euler' if flow else 'ddim'}-{steps}"
 
     def draw(count, labels=None, w=None):
         if flow:
             return sample_flow(ckpt.model, count, sampler="euler", steps=steps, labels=labels, w=w, seed=0).images
+        if autoencoder is not None:
+            return sample_latent(ckpt.model, ckpt.schedule, *autoencoder, count, sampler="ddim", steps=steps,
+                                 seed=0).images
         return sample(ckpt.model, ckpt.schedule, count, sampler="ddim", steps=steps, labels=labels, w=w,
                       seed=0).images
 
@@ -122,6 +128,26 @@ def nfe_sweep(classifier, device, n: int = 2000, nfes=NFE_GRID) -> dict:
     return out
 
 
+def measure_autoencoder(autoencoder, classifier, n: int) -> dict:
+    """The autoencoder's reconstruction FID: the ``n`` training digits that the real-vs-real baseline scores,
+    encoded and decoded, against the test set (so the difference from that baseline is the autoencoder's
+    alone), and their mean absolute pixel error. No latent model can score below this floor."""
+    real = baseline_images(n)
+    device = next(autoencoder.parameters()).device
+    reconstructed = decode_all(autoencoder, encode_all(autoencoder, real.to(device)))
+    f = fid(reconstructed, classifier, warn=False)
+    return {"reconstruction_fid": f.value, "n": n, "fid_real_vs_real_same_n": f.baseline,
+            "l1": (reconstructed - real).abs().mean().item()}
+
+
+def shipped_autoencoder(device):
+    """The shipped autoencoder and its scale, checked against the manifest's SHA-256."""
+    path = PRETRAINED_DIR / f"{AUTOENCODER}.pt"
+    sha256 = read_manifest().get(AUTOENCODER, {}).get("sha256")
+    autoencoder, scale, _ = load_autoencoder(path, device, sha256=sha256)
+    return autoencoder, scale
+
+
 def results_table(manifest: dict | None = None) -> str:
     """The README's results table (Markdown), every number read from the manifest."""
     m = manifest if manifest is not None else read_manifest()
@@ -143,6 +169,12 @@ def results_table(manifest: dict | None = None) -> str:
             lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
                          f"{r['fid_real_vs_real_same_n']:.1f} | {r['fid'] / r['fid_real_vs_real_same_n']:.1f}x | "
                          f"{r['accuracy']:.3f} |")
+    if AUTOENCODER in m and "metrics" in m[AUTOENCODER]:
+        a, r = m[AUTOENCODER], m[AUTOENCODER]["metrics"]
+        floor, rvr = r["reconstruction_fid"], r["fid_real_vs_real_same_n"]
+        lines.append(f"| `{AUTOENCODER}` (lesson 10's codes) | {a['epochs']:g} epochs in {a['train_seconds']:.0f} s on "
+                     f"{a['device']} | {floor:.1f} (n={r['n']:,}, reconstructions of real digits) | {rvr:.1f} | "
+                     f"{floor / rvr:.1f}x | – |")
     if "classifier" in m:
         c = m["classifier"]
         lines.append(f"| `classifier` (FID features) | {c['epochs']:g} epochs in {c['train_seconds']:.0f} s on "
@@ -170,9 +202,15 @@ def classifier_device(model) -> torch.device:
 
 def measure_shipped(kind: str, classifier, n: int, device, ws=MEASURE_WS) -> dict:
     """Load the shipped (fp16) checkpoint of ``kind``, measure it, and store the metrics in it."""
+    if kind == AUTOENCODER:
+        return measure_autoencoder(shipped_autoencoder(device)[0], classifier, n)
     path = PRETRAINED_DIR / f"{kind}.pt"
     ckpt = load_checkpoint(path, device)
-    meta = {**ckpt.meta, "metrics": measure(ckpt, classifier, n, ws=ws)}
+    autoencoder = None
+    if ckpt.meta["recipe"].get("space") == "latent":
+        autoencoder = shipped_autoencoder(device)
+        check_latent_pair(ckpt, *autoencoder)
+    meta = {**ckpt.meta, "metrics": measure(ckpt, classifier, n, ws=ws, autoencoder=autoencoder)}
     save_checkpoint(path, ckpt.model.half(), None, ckpt.schedule, meta)
     return meta["metrics"]
 
@@ -189,6 +227,19 @@ def pretrain_one(kind: str, profile: Profile, device, version: str) -> None:
                            "sha256": file_sha256(path)})
 
 
+def pretrain_autoencoder(profile: Profile, device, version: str) -> None:
+    """Train lesson 10's autoencoder with ``profile``'s recipe and ship it (float32: the ``latent`` model
+    is trained on the codes of exactly these weights, from the same cached file)."""
+    course_autoencoder(profile, device, retrain=True)
+    path = PRETRAINED_DIR / f"{AUTOENCODER}.pt"
+    shutil.copyfile(checkpoint_dir() / f"{AUTOENCODER}-{profile.name}-seed0.pt", path)
+    _, scale, meta = load_autoencoder(path)
+    update_manifest(AUTOENCODER, {"file": path.name, "recipe": meta["recipe"], "epochs": meta["epochs"],
+                                  "device": meta["device"], "precision": meta["precision"],
+                                  "train_seconds": meta["seconds"], "images_per_second": meta["images_per_second"],
+                                  "scale": scale, "code_version": version, "sha256": file_sha256(path)})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="only print the README's results table")
@@ -196,7 +247,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-measure", action="store_true", help="train and ship, measure later")
     parser.add_argument("--classifier", action="store_true", help="also retrain the FID classifier (this "
                         "changes every FID in the course)")
-    parser.add_argument("--kinds", nargs="*", default=list(COURSE_MODELS))
+    parser.add_argument("--kinds", nargs="*", default=[AUTOENCODER, *COURSE_MODELS],
+                        choices=[AUTOENCODER, *COURSE_MODELS], help="what to train (the autoencoder before 'latent')")
     parser.add_argument("--epochs", type=float, default=20, help="epochs over all 60,000 images (the page's 20)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--channels", default="16,32,64")
@@ -233,8 +285,11 @@ def main(argv=None) -> None:
     if not args.measure_only:
         profile = Profile("pretrain", tuple(int(c) for c in args.channels.split(",")), None, args.epochs,
                           args.batch_size, args.lr, args.eval_n, 20, 64, 500, 200, False, 0)
-        for kind in args.kinds:
-            pretrain_one(kind, profile, device, version)
+        for kind in sorted(args.kinds, key=lambda k: k != AUTOENCODER):  # the autoencoder first
+            if kind == AUTOENCODER:
+                pretrain_autoencoder(profile, device, version)
+            else:
+                pretrain_one(kind, profile, device, version)
     if args.no_measure:
         return
     classifier, _ = load_classifier(device, verbose=False)
@@ -242,7 +297,8 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         metrics = measure_shipped(kind, classifier, args.eval_n, device, ws=tuple(args.ws))
         entry = read_manifest()[kind]
-        entry.update(metrics=metrics, metrics_measured_on=f"the shipped fp16 weights, {describe_device(device)}, "
+        entry.update(metrics=metrics, metrics_measured_on=f"the shipped {'float32' if kind == AUTOENCODER else 'fp16'} "
+                     f"weights, {describe_device(device)}, "
                      f"{describe_precision(device)}", sha256=file_sha256(PRETRAINED_DIR / entry["file"]))
         update_manifest(kind, entry)
         print(kind, metrics, f"({time.perf_counter() - start:.0f} s)", flush=True)
