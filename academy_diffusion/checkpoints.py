@@ -130,6 +130,8 @@ def shipped_sha256(name: str) -> str | None:
     for entry in json.loads(manifest.read_text()).values():
         if entry.get("file") == name:
             return entry.get("sha256")
+        if name in entry.get("files", {}):  # an entry that ships several files: {"files": {name: sha256}}
+            return entry["files"][name]
     return None
 
 

@@ -155,5 +155,18 @@ def build_model(config: dict) -> UNet:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of trainable parameters (of all parameters for a frozen module)."""
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    return sum(p.numel() for p in (trainable or params))
+
+
+def forward_flops(module: nn.Module, *inputs) -> int:
+    """Floating-point operations of one forward pass of ``module`` on ``inputs``, counted by PyTorch's
+    FLOP counter (convolutions and matrix products, 2 per multiply-add; normalisations and activations
+    are not counted, they are a small share here)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*inputs)
+    return counter.get_total_flops()

@@ -315,6 +315,7 @@ def sample(
     *,
     sampler: str = "ddpm",
     steps: int | None = None,
+    timesteps: list[int] | None = None,
     eta: float = 0.0,
     variance: str = "beta",
     labels: torch.Tensor | None = None,
@@ -333,6 +334,8 @@ def sample(
         sampler: ``"ddpm"`` (all T steps; ``variance`` picks beta or beta-tilde), ``"ddim"``
             (``steps`` evenly spaced timesteps, default 50; ``eta`` 0 = deterministic) or
             ``"dpm++2m"`` (DPM-Solver++(2M), ``steps`` network evaluations, default 20).
+        timesteps: the code indices to evaluate the network at, descending, instead of the sampler's
+            own spacing (DDIM and DPM-Solver++ only; a distilled student has its own grid).
         labels: ``[n]`` digit labels for a class-conditional model; ``w``: guidance scale
             (ε̂ = ε_uncond + w (ε_cond − ε_uncond), see :func:`predict_noise`).
         seed: seeds x_T (see :func:`initial_noise`) and the per-step noise.
@@ -349,7 +352,13 @@ def sample(
         :class:`SampleResult` with images ``[n, C, H, W]`` on the CPU.
     """
     check_schedule(model, schedule, allow_schedule_mismatch)
-    timesteps = sampler_timesteps(sampler, schedule.T, steps)
+    if timesteps is None:
+        timesteps = sampler_timesteps(sampler, schedule.T, steps)
+    elif (sampler not in ("ddim", "dpm++2m") or steps is not None or not timesteps
+          or list(timesteps) != sorted(set(timesteps), reverse=True) or not 0 <= min(timesteps) < schedule.T
+          or max(timesteps) >= schedule.T):
+        raise ValueError(f"timesteps must be distinct code indices in 0..{schedule.T - 1}, descending, for the "
+                         f"ddim or dpm++2m sampler and without steps; got {sampler!r}, steps={steps}, {timesteps}")
     device = next(model.parameters()).device
     schedule = schedule.to(device)
     if x_T is None:

@@ -525,6 +525,53 @@ def _euler_while(model, x_T, steps):
     return x
 
 
+def _to_latent(kind="right"):
+    def fn(ae, x, scale):
+        if kind == "grad":
+            return scale * ae.encode(x)
+        with torch.no_grad():
+            code = ae.encode(x)
+        return {"right": scale * code, "missing": code, "inverted": code / scale,
+                "detached": (scale * ae.encode(x)).detach()}[kind]
+    return fn
+
+
+def _to_latent_detach(ae, x, scale):  # right: detach() instead of no_grad, scale written as a division
+    return ae.encode(x).detach() / (1 / scale)
+
+
+def _from_latent(kind="right"):
+    def fn(ae, z, scale):
+        return {"right": lambda: ae.decode(z / scale), "missing": lambda: ae.decode(z),
+                "inverted": lambda: ae.decode(z * scale), "after": lambda: ae.decode(z) / scale,
+                "clone": lambda: ae.decode(z.clone().mul_(1 / scale))}[kind]()
+    return fn
+
+
+def _latent_loss(kind="right"):
+    def fn(model, ae, scale, x0, t, noise, alpha_bars):
+        if kind == "grad":
+            z0 = scale * ae.encode(x0)
+        else:
+            with torch.no_grad():
+                z0 = {"unscaled": 1.0, "inverted": 1 / scale}.get(kind, scale) * ae.encode(x0)
+        a = alpha_bars[t].view(-1, 1, 1, 1)
+        if kind == "pixels":  # noises the digits, not the codes
+            return ((model(a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0), t) - noise.mean()) ** 2).mean()
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        return torch.nn.functional.mse_loss(model(z_t, t), noise)
+    return fn
+
+
+def _latent_loss_functional(model, ae, scale, x0, t, noise, alpha_bars):  # right: the schedule's own q_sample
+    from academy_diffusion.schedules import make_schedule
+
+    with torch.no_grad():
+        z0 = ae.encode(x0) * scale
+    z_t = make_schedule("linear", len(alpha_bars)).q_sample(z0, t, noise)
+    return ((noise - model(z_t, t)) ** 2).mean()
+
+
 # --- the table: every check, its right answers and its wrong ones ----------------------------------
 
 CASES = {
@@ -610,6 +657,18 @@ CASES = {
         [_euler(), _euler_while],
         [(_euler("forward"), "wrong way"), (_euler("sign"), "sign"), (_euler("grid"), "does not match the grid"),
          (_euler("unscaled"), "fed t in [0, 1]"), (lambda m, x, k: x, "unchanged")]),
+    "check_to_latent": (
+        [_to_latent(), _to_latent("detached"), _to_latent_detach],
+        [(_to_latent("missing"), "not scaled"), (_to_latent("inverted"), "inverted"), (_to_latent("grad"), "gradients"),
+         (lambda ae, x, s: s * x[:, :, ::4, ::4].repeat(1, 4, 1, 1), "expected scale")]),
+    "check_from_latent": (
+        [_from_latent(), _from_latent("clone")],
+        [(_from_latent("missing"), "without dividing"), (_from_latent("inverted"), "inverted"),
+         (_from_latent("after"), "decoded first"), (lambda ae, z, s: ae.decode(z / s) * 0.9, "expected")]),
+    "check_latent_training_loss": (
+        [_latent_loss(), _latent_loss_functional],
+        [(_latent_loss("unscaled"), "unscaled codes"), (_latent_loss("inverted"), "inverted"),
+         (_latent_loss("grad"), "into the encoder"), (_latent_loss("pixels"), "should see noised *codes*")]),
     "check_timestep_sensitivity": (
         [_sens(), _sens_loop],
         [(_sens("uncentred"), "dead embedding must read"), (_sens("std"), "reference"),

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import metrics, samplers, schedules
@@ -834,3 +835,111 @@ def check_euler_sample(fn) -> None:
                           "Walk t = 1, 1 − 1/steps, ..., 0; at each step v = model(x, t * 1000 for every image) "
                           "and x = x + (t_next − t) * v")
     _ok("euler_sample matches Euler's method from t = 1 to 0 with 1, 4 and 7 steps")
+
+
+# --- lesson 10: latent diffusion ---------------------------------------------------------------------
+
+class _StandInAutoencoder(nn.Module):
+    """A stand-in for :class:`~academy_diffusion.latent.Autoencoder` with the same shapes
+    (``[B, 1, 28, 28]`` <-> ``[B, 4, 7, 7]``), codes with a standard deviation near 4 (so that a missing or
+    inverted scale shows), a trainable encoder (so that gradients into it show) and a nonlinear decoder
+    (so that dividing before or after decoding differ)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor([4.0, -3.0, 5.0, 2.5]))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(x, 4)  # [B, 1, 7, 7]
+        return self.gain.view(1, 4, 1, 1) * (pooled + 0.3 * pooled.roll(1, dims=-1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(F.interpolate(z.mean(1, keepdim=True), scale_factor=4) / 2)
+
+
+def check_to_latent(fn) -> None:
+    """``fn(autoencoder, x, scale) -> z``: the scaled code ``scale * autoencoder.encode(x)``, without gradients."""
+    ae = _StandInAutoencoder()
+    gen = torch.Generator().manual_seed(10)
+    for scale in (0.25, 1.7):
+        x = torch.rand(5, 1, 28, 28, generator=gen) * 2 - 1
+        z = _tensor(_call(fn, "to_latent", ae, x, scale), "to_latent")
+        with torch.no_grad():
+            code = ae.encode(x)
+        _require(z.shape == code.shape, f"to_latent should return codes of shape {list(code.shape)}, got "
+                 f"{list(z.shape)}")
+        why = _first_match(z.detach(), [
+            (code, "the code is not scaled: multiply it by `scale`, so that the diffusion sees unit-variance data"),
+            (code / scale, "the scale is inverted: the code is *multiplied* by scale (scale = 1 / std of the codes)"),
+        ], ref=scale * code)
+        _require(why is None, f"to_latent is wrong with scale {scale}: {why}.")
+        _require(_close(z.detach(), scale * code), f"to_latent is wrong with scale {scale}: expected scale · "
+                 "autoencoder.encode(x)")
+        _require(not z.requires_grad, "the code carries gradients into the encoder: the autoencoder is frozen while "
+                 "the diffusion model trains, so encode inside `with torch.no_grad():`")
+    _ok("to_latent encodes, multiplies by the scale, and keeps the frozen encoder out of the gradient")
+
+
+def check_from_latent(fn) -> None:
+    """``fn(autoencoder, z, scale) -> x``: ``autoencoder.decode(z / scale)``, the inverse of ``to_latent``."""
+    ae = _StandInAutoencoder()
+    gen = torch.Generator().manual_seed(11)
+    for scale in (0.25, 1.7):
+        z = torch.randn(5, 4, 7, 7, generator=gen)
+        with torch.no_grad():
+            x = _tensor(_call(fn, "from_latent", ae, z, scale), "from_latent")
+            ref = ae.decode(z / scale)
+            why = _first_match(x, [
+                (ae.decode(z), "the code was decoded without dividing by the scale: the decoder expects the "
+                 "autoencoder's own codes, decode(z / scale)"),
+                (ae.decode(z * scale), "the scale is inverted: to undo z = scale · code, divide by scale before "
+                 "decoding"),
+                (ae.decode(z) / scale, "you decoded first and divided the *image* by the scale: unscale the code, "
+                 "then decode, decode(z / scale)"),
+            ], ref=ref)
+        _require(why is None, f"from_latent is wrong with scale {scale}: {why}.")
+        _require(_close(x, ref), f"from_latent is wrong with scale {scale}: expected autoencoder.decode(z / scale)")
+    _ok("from_latent divides by the scale, then decodes")
+
+
+def _latent_loss_variant(model, ae, scale, x0, t, noise, alpha_bars, code_scale=None):
+    with torch.no_grad():
+        z0 = (scale if code_scale is None else code_scale) * ae.encode(x0)
+    return ((model(_q(alpha_bars[t], z0, noise), t) - noise) ** 2).mean()
+
+
+def check_latent_training_loss(fn) -> None:
+    """``fn(model, autoencoder, scale, x0, t, noise, alpha_bars) -> loss``: L_simple on the scaled codes of ``x0``
+    (``noise``: ``[B, 4, 7, 7]``), with the encoder frozen."""
+    s = schedules.make_schedule("linear", 1000)
+    gen = torch.Generator().manual_seed(12)
+    for scale in (0.25, 1.7):
+        ae, model = _StandInAutoencoder(), _Recorder()
+        x0 = torch.rand(6, 1, 28, 28, generator=gen) * 2 - 1
+        noise = torch.randn(6, 4, 7, 7, generator=gen)
+        t = torch.tensor([0, 5, 250, 500, 900, 999])
+        loss = _tensor(_call(fn, "latent_training_loss", model, ae, scale, x0, t, noise, s.alpha_bars),
+                       "latent_training_loss")
+        _require(loss.ndim == 0, f"the loss should be a single number (a 0-d tensor), got shape {list(loss.shape)}")
+        _require(hasattr(model, "seen"), "the denoiser was never called")
+        _require(tuple(model.seen[0].shape) == (6, 4, 7, 7), "the denoiser should see noised *codes* [B, 4, 7, 7], "
+                 f"it saw {list(model.seen[0].shape)}: encode x0 first, then noise the code")
+        ref = _latent_loss_variant(model, ae, scale, x0, t, noise, s.alpha_bars)
+        why = _first_match(loss.detach(), [
+            (_latent_loss_variant(model, ae, scale, x0, t, noise, s.alpha_bars, code_scale=1.0), "the denoiser "
+             "trained on unscaled codes: multiply the code by `scale` before noising it (else the schedule sees data "
+             "of the wrong variance at every t)"),
+            (_latent_loss_variant(model, ae, scale, x0, t, noise, s.alpha_bars, code_scale=1 / scale), "the scale is "
+             "inverted: the code is multiplied by scale"),
+        ], ref=ref)
+        _require(why is None, f"latent_training_loss is wrong with scale {scale}: {why}.")
+        _require(_close(loss.detach(), ref), f"latent_training_loss is wrong with scale {scale}: {float(loss):.5g} "
+                 f"instead of {float(ref):.5g}. z0 = scale · encode(x0), z_t = sqrt(ᾱ_t) z0 + sqrt(1 − ᾱ_t) noise, "
+                 "loss = mean((model(z_t, t) − noise)²)")
+        _require(loss.requires_grad, "the loss carries no gradient: do not call .item() or .detach() on it")
+        _require(model.w.grad is None, "latent_training_loss called backward() itself: return the loss")
+        loss.backward()
+        _require(ae.gain.grad is None, "gradients flow into the encoder: it is frozen while the denoiser trains, so "
+                 "compute the code inside `with torch.no_grad():`")
+        _require(model.w.grad is not None, "no gradient reached the denoiser")
+    _ok("latent_training_loss noises the scaled code, asks the denoiser for the noise, and leaves the encoder frozen")

@@ -4,7 +4,7 @@
 * :func:`course_model` trains one of the course's models (or loads it from the cache, so that
   lesson 3 reuses lesson 1's model and lesson 5 lesson 4's, while each lesson still runs alone);
   :func:`course_autoencoder` does the same for lesson 10's autoencoder, whose codes the ``latent``
-  model is trained on.
+  model is trained on, and :func:`course_students` for lesson 11's students distilled from ``cfg``.
 * :func:`cached_sample` is :func:`~academy_diffusion.samplers.sample` stored on disk, so that
   lessons 5 and 8 reuse the guidance sweep lesson 4 drew (same model, x_T, labels and settings;
   lesson 8 also lesson 5's w = 2), and lesson 6 the linear model's samples lesson 2 drew.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import os
@@ -24,10 +25,11 @@ import torch
 from ..checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint, shipped_sha256
 from ..data import cache_dir, load_mnist, writable_dir
 from ..device import describe_device, describe_precision, get_device, seed_everything
+from ..distillation import VPrediction, distill
 from ..flow_matching import FlowPath
 from ..latent import Autoencoder, encode_all, load_autoencoder, save_autoencoder, train_autoencoder
 from ..models import UNet, count_parameters
-from ..samplers import SampleResult, sample
+from ..samplers import GUIDANCE_W, SampleResult, sample
 from ..schedules import make_schedule
 from ..training import P_UNCOND, train
 from . import reporting
@@ -45,6 +47,9 @@ COURSE_MODELS = {
     "latent": {"schedule": "linear", "num_classes": None, "dead_time_embedding": False, "space": "latent"},
 }
 AUTOENCODER = "autoencoder"  # the shipped autoencoder's name (autoencoder.pt, the manifest's key)
+DISTILLED = "distilled"  # lesson 11's students: distilled-{steps}.pt, the manifest's key
+DISTILL_START = 16  # the first progressive round distills the guided student's 16 steps into 8
+STUDENT_STEPS = (4, 2, 1)  # the students lesson 11 samples (and the course ships)
 
 
 def pretrained_model(kind: str, device) -> Checkpoint | None:
@@ -176,6 +181,58 @@ def course_autoencoder(profile: Profile, device, seed: int = 0, retrain: bool = 
             "device": describe_device(device), "precision": describe_precision(device)}
     save_autoencoder(path, autoencoder, result.scale, meta)
     return load_autoencoder(path, device)
+
+
+def course_students(profile: Profile, device, teacher: Checkpoint | None = None, seed: int = 0,
+                    retrain: bool = False, progress: bool = True) -> dict[int, Checkpoint]:
+    """Lesson 11's students distilled from the guided ``cfg`` teacher at w = GUIDANCE_W:
+    ``{steps: Checkpoint}`` for steps in :data:`STUDENT_STEPS`, each ``model`` a
+    :class:`~academy_diffusion.distillation.VPrediction` (one network call per step, labels required).
+
+    The shipped students with a ``pretrained`` profile; else the chain is trained here, from ``teacher``
+    (default: ``course_model("cfg", profile, device)``): guidance distillation, then progressive rounds
+    16 -> 8 -> 4 -> 2 -> 1, ``profile.distill_train_steps`` optimiser steps each (cached).
+    """
+    if profile.pretrained and not retrain:
+        paths = {k: PRETRAINED_DIR / f"{DISTILLED}-{k}.pt" for k in STUDENT_STEPS}
+        if all(p.exists() for p in paths.values()):
+            students = {k: load_checkpoint(p, device, sha256=shipped_sha256(p.name)) for k, p in paths.items()}
+            meta = students[STUDENT_STEPS[0]].meta
+            print(f"loaded the shipped students distilled from 'cfg' at w = {meta['recipe']['w']:g}: "
+                  f"{', '.join(f'{k} step' + 's' * (k > 1) for k in students)} ({meta['recipe']['train_steps']} "
+                  f"steps a round, {meta['total_seconds']:.0f} s in all on {meta['device']})")
+            return {k: Checkpoint(VPrediction(c.model, c.schedule), c.schedule, c.meta) for k, c in students.items()}
+        print(f"no shipped students in {PRETRAINED_DIR}: distilling them instead")
+    teacher = teacher or course_model("cfg", profile, device, seed, progress=progress)
+    recipe = {"teacher": _fingerprint(teacher.model), "w": GUIDANCE_W, "start": DISTILL_START,
+              "train_steps": profile.distill_train_steps, "batch_size": 64, "lr": 1e-4, "seed": seed,
+              "profile": profile.name}
+    paths = {k: checkpoint_dir() / f"{DISTILLED}-{k}-{profile.name}-seed{seed}.pt" for k in STUDENT_STEPS}
+    if not retrain and all(p.exists() for p in paths.values()):
+        students = {k: load_checkpoint(p, device) for k, p in paths.items()}
+        if all(c.meta.get("recipe") == recipe for c in students.values()):
+            print(f"loaded the distilled students from {checkpoint_dir()}")
+            return {k: Checkpoint(VPrediction(c.model, c.schedule), c.schedule, c.meta) for k, c in students.items()}
+    images, labels = load_mnist("train", device=device, subset=profile.train_images)
+    schedule = teacher.schedule.to(device)
+    rounds, current, students = [], teacher.model, {}
+    # the guidance round (steps None), then 16 -> 8, 8 -> 4, 4 -> 2, 2 -> 1
+    for steps in [None] + [DISTILL_START >> i for i in range(1, DISTILL_START.bit_length())]:
+        student = VPrediction(copy.deepcopy(current.net if steps else current).train().requires_grad_(True), schedule)
+        print(f"distilling the guided teacher (w = {GUIDANCE_W:g}, 2 calls a step) into one call a step"
+              if steps is None else f"distilling {2 * steps} steps into {steps}")
+        seed_everything(seed + len(rounds))
+        result = distill(student, current, schedule, images, labels, student_steps=steps, w=GUIDANCE_W,
+                         train_steps=profile.distill_train_steps, seed=seed + len(rounds), progress=progress)
+        rounds.append({"steps": steps, "seconds": result.seconds, "final_loss": float(result.losses[-50:].mean())})
+        current = VPrediction(result.ema, schedule)
+        if steps in STUDENT_STEPS:
+            meta = {"recipe": recipe, "steps": steps, "rounds": list(rounds), "parameterization": "v",
+                    "total_seconds": sum(r["seconds"] for r in rounds), "device": describe_device(device),
+                    "precision": describe_precision(device), "losses": result.losses.tolist()}
+            save_checkpoint(paths[steps], result.ema, None, schedule, meta)
+            students[steps] = Checkpoint(current, schedule, meta)
+    return {k: students[k] for k in STUDENT_STEPS}
 
 
 def check_latent_pair(latent: Checkpoint, autoencoder: Autoencoder, scale: float) -> None:

@@ -22,12 +22,32 @@ from ..checkpoints import checkpoint_dir, file_sha256, load_checkpoint, save_che
 from ..classifier import SHIPPED, load_classifier
 from ..data import balanced_labels
 from ..device import describe_device, describe_precision, get_device
+from ..distillation import student_timesteps
 from ..flow_matching import FlowPath, sample_flow
 from ..latent import decode_all, encode_all, load_autoencoder, sample_latent
-from ..metrics import baseline_images, class_metrics, fid, fid_interval, real_baseline
-from ..samplers import initial_noise, sample
-from .lessons import AUTOENCODER, COURSE_MODELS, PRETRAINED_DIR, check_latent_pair, course_autoencoder, course_model
-from .profiles import Profile
+from ..metrics import (
+    baseline_images,
+    class_metrics,
+    extract_features,
+    fid,
+    fid_interval,
+    precision_recall,
+    real_baseline,
+)
+from ..samplers import GUIDANCE_W, initial_noise, sample
+from .lessons import (
+    AUTOENCODER,
+    COURSE_MODELS,
+    DISTILLED,
+    PRETRAINED_DIR,
+    STUDENT_STEPS,
+    check_latent_pair,
+    course_autoencoder,
+    course_model,
+    course_students,
+    pretrained_model,
+)
+from .profiles import Profile, get_profile
 
 MANIFEST = PRETRAINED_DIR / "manifest.json"
 # guidance scales at which the class-conditional model is measured: they bracket the shipped model's FID minimum
@@ -240,6 +260,64 @@ def pretrain_autoencoder(profile: Profile, device, version: str) -> None:
                                   "scale": scale, "code_version": version, "sha256": file_sha256(path)})
 
 
+def pretrain_students(profile: Profile, device, version: str) -> None:
+    """Distil lesson 11's students from the *shipped* ``cfg`` teacher and ship them (fp16)."""
+    teacher = pretrained_model("cfg", device)
+    students = course_students(profile, device, teacher=teacher, retrain=True)
+    files = {}
+    for k, ckpt in students.items():
+        path = save_checkpoint(PRETRAINED_DIR / f"{DISTILLED}-{k}.pt", ckpt.model.net.half(), None, ckpt.schedule,
+                               ckpt.meta)
+        files[path.name] = file_sha256(path)
+    meta = students[min(students)].meta  # the last student's meta lists every round
+    update_manifest(DISTILLED, {"files": files, "teacher": "cfg", "teacher_sha256": read_manifest()["cfg"]["sha256"],
+                                "recipe": meta["recipe"], "rounds": meta["rounds"],
+                                "train_seconds": meta["total_seconds"], "device": meta["device"],
+                                "precision": meta["precision"], "code_version": version})
+
+
+def measure_students(classifier, device, n: int, n_pr: int = 2000) -> dict:
+    """Lesson 11's table at equal network calls (NFE), from one x_T and balanced labels (n/10 per digit):
+    the shipped students at 1, 2 and 4 steps; the guided teacher (2 calls a step) with DDIM and
+    DPM-Solver++ at 2 and 4 calls; the teacher without guidance (w = 1, one call a step) with DPM-Solver++
+    at 1, 2 and 4; the 4-step student guided at w = 3, a scale it was not trained for (2 calls a step).
+    Each: FID with its 90 % interval and accuracy at ``n``; precision and recall against real digits on the
+    first ``n_pr``; sampling seconds. Also the teacher's DDIM-20 at w = GUIDANCE_W at ``n_pr`` (the reference
+    for precision and recall)."""
+    n_pr = min(n_pr, n)
+    teacher = pretrained_model("cfg", device)
+    students = course_students(get_profile("quick"), device)
+    sch, labels, x_T = teacher.schedule, balanced_labels(n), initial_noise(n, 0)
+    runs = {f"student-{k}": (k, lambda k=k: sample(students[k].model, sch, n, sampler="ddim", labels=labels, x_T=x_T,
+                                                    timesteps=student_timesteps(sch.T, k)))
+            for k in STUDENT_STEPS}
+    for s in (1, 2):
+        for name, sampler in (("ddim", "ddim"), ("dpm++", "dpm++2m")):
+            runs[f"teacher-{name}-w{GUIDANCE_W:g}-{s}"] = (2 * s, lambda s=s, sampler=sampler: sample(
+                teacher.model, sch, n, sampler=sampler, steps=s, labels=labels, w=GUIDANCE_W, x_T=x_T))
+    for k in (1, 2, 4):
+        runs[f"teacher-dpm++-w1-{k}"] = (k, lambda k=k: sample(teacher.model, sch, n, sampler="dpm++2m", steps=k,
+                                                              labels=labels, w=1.0, x_T=x_T))
+    runs["student-4-at-w3"] = (8, lambda: sample(students[4].model, sch, n, sampler="ddim", labels=labels, w=3.0,
+                                                 x_T=x_T, timesteps=student_timesteps(sch.T, 4)))
+    real = extract_features(classifier, baseline_images(n_pr))
+    out = {"n": n, "n_pr": n_pr, "w": GUIDANCE_W, "fid_real_vs_real_same_n": real_baseline(classifier, n),
+           "fid_real_vs_real_n_pr": real_baseline(classifier, n_pr)}
+    for name, (nfe, run) in runs.items():
+        result = run()
+        value, lo, hi = fid_interval(result.images, classifier)
+        pr = precision_recall(real, extract_features(classifier, result.images[:n_pr]))
+        out[name] = {"nfe": nfe, "fid": value, "lo": lo, "hi": hi, "seconds": result.seconds,
+                     "accuracy": class_metrics(classifier, result.images, labels)["accuracy"], **pr}
+        print(name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
+    reference = sample(teacher.model, sch, n_pr, sampler="ddim", steps=20, labels=labels[:n_pr], w=GUIDANCE_W,
+                       x_T=x_T[:n_pr]).images
+    out[f"teacher-ddim-w{GUIDANCE_W:g}-20"] = {
+        "nfe": 40, "n": n_pr, "fid": fid(reference, classifier, warn=False).value,
+        **precision_recall(real, extract_features(classifier, reference))}
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="only print the README's results table")
@@ -257,6 +335,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ws", type=float, nargs="*", default=list(MEASURE_WS),
                         help="guidance scales at which to measure the class-conditional model")
     parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
+    parser.add_argument("--distill", type=int, metavar="STEPS", help="only distil lesson 11's students from the "
+                        "shipped cfg teacher, STEPS optimiser steps a round, ship them and measure them")
     parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
                         "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
@@ -272,6 +352,21 @@ def main(argv=None) -> None:
         entry["nfe_sweep"] = {**sweep, "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
                               "seconds": time.perf_counter() - start}
         update_manifest("flow", entry)
+        return
+
+    if args.distill:
+        version = code_version(args.allow_dirty)
+        device = get_device(verbose=True)
+        profile = Profile("pretrain", (16, 32, 64), None, args.epochs, args.batch_size, args.lr, args.eval_n, 20, 64,
+                          500, 200, False, 0, distill_train_steps=args.distill)
+        pretrain_students(profile, device, version)
+        classifier, _ = load_classifier(device, verbose=False)
+        start = time.perf_counter()
+        entry = read_manifest()[DISTILLED]
+        entry["metrics"] = measure_students(classifier, device, args.eval_n)
+        entry["metrics_measured_on"] = (f"the shipped fp16 weights, {describe_device(device)}, "
+                                        f"{describe_precision(device)}, {time.perf_counter() - start:.0f} s")
+        update_manifest(DISTILLED, entry)
         return
 
     # the code version is recorded for what is trained; measuring alone records none

@@ -42,13 +42,15 @@ class Profile:
     checks_claims: bool = True  # False only for smoke: claims are reported, not asserted
     autoencoder_channels: tuple = (16, 32)  # lesson 10's VAE: widths at 28x28 and at 14x14 / 7x7
     autoencoder_epochs: float = 10
+    race_seconds: float = 120  # lesson 10: training seconds each for pixel and latent models from scratch
+    distill_train_steps: int = 2000  # lesson 11: optimiser steps of each distillation round (batch 64)
 
     def describe(self) -> str:
         """The profile's numbers that apply to this run (a loaded model prints its own recipe)."""
         skip = {"name", "checks_claims"}
         if self.pretrained:  # the training sizes do not apply: the lessons load shipped models
             skip |= {"channels", "train_images", "epochs", "batch_size", "lr", "autoencoder_channels",
-                     "autoencoder_epochs"}
+                     "autoencoder_epochs", "distill_train_steps"}
         shown = ", ".join(f"{k}={v}" for k, v in asdict(self).items() if k not in skip)
         source = ("models: the shipped checkpoints (each prints its own recipe when it loads)" if self.pretrained
                   else "models: trained here with the sizes below (or loaded from the cache if trained before)")
@@ -57,9 +59,11 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full", (32, 64, 128), None, 20, 128, 2e-3, 10_000, 20, 1000, 10_000, 10_000, False, 0),
-    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, 300, True, 300),
+    "quick": Profile("quick", (16, 32, 64), 12_000, 3, 64, 2e-3, 1000, 20, 64, 500, 300, True, 300,
+                     race_seconds=8),
     "smoke": Profile("smoke", (8, 16, 16), 1_000, 1, 50, 2e-3, 100, 5, 8, 50, 20, False, 0, checks_claims=False,
-                     autoencoder_channels=(8, 8), autoencoder_epochs=1),
+                     autoencoder_channels=(8, 8), autoencoder_epochs=1, race_seconds=1,
+                     distill_train_steps=5),
 }
 
 
