@@ -21,6 +21,7 @@ from torch import nn
 
 from .data import cache_dir, file_digest, writable_dir
 from .flow_matching import FlowPath
+from .latent import Autoencoder
 from .models import build_model
 from .schedules import Schedule, check_schedule, make_schedule
 
@@ -158,3 +159,19 @@ def read_checkpoint_file(path, sha256: str | None = None, keys=("ema", "model_co
         raise CheckpointError(f"{path} is a PyTorch file but not one of this course's checkpoints (it holds "
                               f"{found}, expected {list(keys)}). {_what_to_do(path)}")
     return payload
+
+
+# --- lesson 10's autoencoder ----------------------------------------------------------------------
+
+def save_autoencoder(path, autoencoder: Autoencoder, scale: float, meta: dict | None = None):
+    """Write the autoencoder (float32 weights), its latent ``scale`` and ``meta`` atomically. Returns the path."""
+    payload = {"config": autoencoder.config, "state": autoencoder.state_dict(), "scale": scale, "meta": meta or {}}
+    return atomic_save(payload, path)
+
+
+def load_autoencoder(path, device="cpu", sha256: str | None = None) -> tuple[Autoencoder, float, dict]:
+    """Load an autoencoder saved by :func:`save_autoencoder`: ``(autoencoder, scale, meta)``, frozen, eval mode."""
+    payload = read_checkpoint_file(path, sha256=sha256, keys=("config", "state", "scale"))
+    autoencoder = Autoencoder(tuple(payload["config"]["channels"]), payload["config"]["latent_channels"])
+    autoencoder.load_state_dict(payload["state"])
+    return autoencoder.to(device).eval().requires_grad_(False), float(payload["scale"]), payload.get("meta", {})

@@ -26,7 +26,8 @@ is small so that reconstructions stay sharp, too small to fix the codes' scale: 
 **The latent scale.** The code's standard deviation is whatever training made it; a noise schedule
 assumes data of roughly unit variance (at t = T, x_T must be pure N(0, I) noise). So the latents are
 multiplied by ``scale = 1 / std``, measured once on the training set and stored with the
-autoencoder (Stable Diffusion's ``scaling_factor = 0.18215``). Samples are divided by it before
+autoencoder (:func:`~academy_diffusion.checkpoints.save_autoencoder`; Stable Diffusion's
+``scaling_factor = 0.18215``). Samples are divided by it before
 decoding. Forgetting either half is lesson 10's "common mistake".
 """
 
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .checkpoints import atomic_save, read_checkpoint_file
 from .device import autocast, synchronize
 from .progress import progress_bar
 from .samplers import SampleResult, sample
@@ -239,19 +239,3 @@ def sample_latent(model, schedule: Schedule, autoencoder: Autoencoder, scale: fl
     images = decode_all(autoencoder, out.images / scale)
     synchronize(next(autoencoder.parameters()).device)
     return SampleResult(images, out.trajectory, out.predicted_x0, out.seconds + time.perf_counter() - start)
-
-
-# --- saving and loading ----------------------------------------------------------------------------
-
-def save_autoencoder(path, autoencoder: Autoencoder, scale: float, meta: dict | None = None):
-    """Write the autoencoder (float32 weights), its latent ``scale`` and ``meta`` atomically. Returns the path."""
-    payload = {"config": autoencoder.config, "state": autoencoder.state_dict(), "scale": scale, "meta": meta or {}}
-    return atomic_save(payload, path)
-
-
-def load_autoencoder(path, device="cpu", sha256: str | None = None) -> tuple[Autoencoder, float, dict]:
-    """Load an autoencoder saved by :func:`save_autoencoder`: ``(autoencoder, scale, meta)``, frozen, eval mode."""
-    payload = read_checkpoint_file(path, sha256=sha256, keys=("config", "state", "scale"))
-    autoencoder = Autoencoder(tuple(payload["config"]["channels"]), payload["config"]["latent_channels"])
-    autoencoder.load_state_dict(payload["state"])
-    return autoencoder.to(device).eval().requires_grad_(False), float(payload["scale"]), payload.get("meta", {})

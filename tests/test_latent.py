@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from academy_diffusion.checkpoints import CheckpointError
+from academy_diffusion.checkpoints import CheckpointError, load_autoencoder, save_autoencoder
 from academy_diffusion.course import check_latent_pair
 from academy_diffusion.course.lessons import _fingerprint
 from academy_diffusion.latent import (
@@ -16,9 +16,7 @@ from academy_diffusion.latent import (
     from_latent,
     latent_diffusion_loss,
     latent_scale,
-    load_autoencoder,
     sample_latent,
-    save_autoencoder,
     to_latent,
     train_autoencoder,
     vae_loss,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "academy_diffusion"
-CORE = ("schedules", "models", "training", "samplers", "flow_matching", "metrics")
+CORE = ("schedules", "models", "training", "samplers", "flow_matching", "latent", "distillation", "metrics")
 # What the core may import from the package: each other, and the small modules every idea needs.
 CORE_MAY_IMPORT = set(CORE) | {"device", "data", "progress"}
 READER_MODULES = ("data", "device", "checkpoints", "classifier", "plotting", "widgets", "progress")

@@ -22,12 +22,21 @@ from types import SimpleNamespace
 
 import torch
 
-from ..checkpoints import PRETRAINED_DIR, Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint, shipped_sha256
+from ..checkpoints import (
+    PRETRAINED_DIR,
+    Checkpoint,
+    checkpoint_dir,
+    load_autoencoder,
+    load_checkpoint,
+    save_autoencoder,
+    save_checkpoint,
+    shipped_sha256,
+)
 from ..data import cache_dir, load_mnist, writable_dir
 from ..device import describe_device, describe_precision, get_device, seed_everything
 from ..distillation import VPrediction, distill
 from ..flow_matching import FlowPath
-from ..latent import Autoencoder, encode_all, load_autoencoder, save_autoencoder, train_autoencoder
+from ..latent import Autoencoder, encode_all, train_autoencoder
 from ..models import UNet, count_parameters
 from ..samplers import GUIDANCE_W, SampleResult, sample
 from ..schedules import make_schedule

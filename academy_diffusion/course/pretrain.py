@@ -18,13 +18,13 @@ import time
 
 import torch
 
-from ..checkpoints import checkpoint_dir, file_sha256, load_checkpoint, save_checkpoint
+from ..checkpoints import checkpoint_dir, file_sha256, load_autoencoder, load_checkpoint, save_checkpoint
 from ..classifier import SHIPPED, load_classifier
 from ..data import balanced_labels
 from ..device import describe_device, describe_precision, get_device
 from ..distillation import student_timesteps
 from ..flow_matching import FlowPath, sample_flow
-from ..latent import decode_all, encode_all, load_autoencoder, sample_latent
+from ..latent import decode_all, encode_all, sample_latent
 from ..metrics import (
     baseline_images,
     class_metrics,
