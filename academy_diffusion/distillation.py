@@ -121,7 +121,10 @@ def two_step_target(teacher, schedule: Schedule, z_t, t, t_mid, t_next, labels=N
 
 def guided_target(teacher, schedule: Schedule, z_t, t, labels, w: float) -> torch.Tensor:
     """Guidance distillation's target: the guided teacher's estimate of the clean image at ``z_t``,
-    x̂0 = (z_t − σ_t ε̂) / α_t with ε̂ = ε_uncond + w (ε_cond − ε_uncond) (two network passes)."""
+    x̂0 = (z_t − σ_t ε̂) / α_t with ε̂ = ε_uncond + w (ε_cond − ε_uncond) (two network passes).
+
+    Not clamped: the student learns the teacher's prediction itself (the samplers clamp x̂0 when they
+    step, for the student as for the teacher)."""
     alpha, sigma = alpha_sigma(schedule, t)
     return (z_t - sigma * predict_noise(teacher, z_t, t, labels, w)) / alpha
 

@@ -572,6 +572,36 @@ def _latent_loss_functional(model, ae, scale, x0, t, noise, alpha_bars):  # righ
     return ((noise - model(z_t, t)) ** 2).mean()
 
 
+def _distill_loss(kind="right"):
+    def fn(student, teacher, z_t, t, t_mid, t_next, labels, w, alpha_bars):
+        ab = lambda s: (torch.tensor(1.0) if s < 0 else alpha_bars[s])  # noqa: E731
+        null = torch.full_like(labels, teacher.null_class)
+
+        def step(z, s, s_next, net=teacher):
+            ts = torch.full((len(z),), s)
+            if kind == "batched":  # both halves in one call, as the package does
+                cond, uncond = net(torch.cat([z, z]), torch.cat([ts, ts]), torch.cat([labels, null])).chunk(2)
+            else:
+                cond, uncond = net(z, ts, labels), net(z, ts, null)
+            eps = cond + w * (uncond - cond) if kind == "swapped" else uncond + w * (cond - uncond)
+            x0 = (z - (1 - ab(s)).sqrt() * eps) / ab(s).sqrt()
+            return ab(s_next).sqrt() * x0 + (1 - ab(s_next)).sqrt() * eps
+
+        net = student if kind == "student" else teacher
+        if kind == "grad":
+            z_next = step(step(z_t, t, t_mid, net), t_mid, t_next, net)
+        else:
+            with torch.no_grad():
+                z_next = (step(z_t, t, t_next, net) if kind == "one_step"
+                          else step(step(z_t, t, t_mid, net), t_mid, t_next, net))
+        a, sg = ab(t).sqrt(), (1 - ab(t)).sqrt()
+        a_n, sg_n = ab(t_next).sqrt(), (1 - ab(t_next)).sqrt()
+        target = (z_next - sg_n / sg * z_t) / (a_n - sg_n / sg * a)
+        v = (a * z_t - target) / sg
+        return torch.nn.functional.mse_loss(student(z_t, torch.full((len(z_t),), t), labels), v)
+    return fn
+
+
 # --- the table: every check, its right answers and its wrong ones ----------------------------------
 
 CASES = {
@@ -669,6 +699,10 @@ CASES = {
         [_latent_loss(), _latent_loss_functional],
         [(_latent_loss("unscaled"), "unscaled codes"), (_latent_loss("inverted"), "inverted"),
          (_latent_loss("grad"), "into the encoder"), (_latent_loss("pixels"), "should see noised *codes*")]),
+    "check_distillation_loss": (
+        [_distill_loss(), _distill_loss("batched")],
+        [(_distill_loss("student"), "computed with the student"), (_distill_loss("grad"), "into the teacher"),
+         (_distill_loss("one_step"), "one step"), (_distill_loss("swapped"), "swapped")]),
     "check_timestep_sensitivity": (
         [_sens(), _sens_loop],
         [(_sens("uncentred"), "dead embedding must read"), (_sens("std"), "reference"),

@@ -943,3 +943,92 @@ def check_latent_training_loss(fn) -> None:
                  "compute the code inside `with torch.no_grad():`")
         _require(model.w.grad is not None, "no gradient reached the denoiser")
     _ok("latent_training_loss noises the scaled code, asks the denoiser for the noise, and leaves the encoder frozen")
+
+
+# --- lesson 11: distillation ---------------------------------------------------------------------------
+
+class _GuidedStandIn(nn.Module):
+    """A stand-in class-conditional noise predictor (null class 10) with a trainable weight, so that
+    gradients flowing into the teacher show; its prediction depends on x, t and the label."""
+
+    num_classes, null_class = 10, 10
+
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(0.7))
+
+    def forward(self, x, t, y=None):
+        t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, 1, 1, 1)
+        y = torch.as_tensor(y, dtype=x.dtype).reshape(-1, 1, 1, 1)
+        return self.gain * torch.tanh(x) + 0.05 * (y - 4.5) * torch.cos(t / 300.0) + 0.01 * x.roll(1, dims=-1)
+
+
+def _ab(alpha_bars, t: int) -> tuple[float, float]:
+    """(α, σ) at code index t; t = −1 is the clean image."""
+    abar = 1.0 if t < 0 else float(alpha_bars[t])
+    return math.sqrt(abar), math.sqrt(1 - abar)
+
+
+def _distill_variant(student, teacher, z_t, t, t_mid, t_next, labels, w, alpha_bars, kind="right"):
+    """The distillation loss and its plausible mistakes (the reference for check_distillation_loss)."""
+    def eps(net, z, s):
+        tt = torch.full((len(z),), s)
+        if kind == "student_teacher":
+            net = student
+        cond, uncond = net(z, tt, labels), net(z, tt, torch.full_like(labels, 10))
+        return cond + w * (uncond - cond) if kind == "swapped" else uncond + w * (cond - uncond)
+
+    def step(z, s, s_next):
+        (a, sg), (a_n, sg_n) = _ab(alpha_bars, s), _ab(alpha_bars, s_next)
+        e = eps(teacher, z, s)
+        return a_n * (z - sg * e) / a + sg_n * e
+
+    land = t_mid if kind == "mid" else t_next
+    with torch.no_grad():
+        if kind in ("one_step", "mid"):
+            z_next = step(z_t, t, land)
+        else:
+            z_next = step(step(z_t, t, t_mid), t_mid, t_next)
+    (a, s), (a_n, s_n) = _ab(alpha_bars, t), _ab(alpha_bars, land)
+    target = (z_next - s_n / s * z_t) / (a_n - s_n / s * a)
+    v_target = (a * z_t - target) / s
+    if kind == "x_as_v":
+        v_target = target
+    return ((student(z_t, torch.full((len(z_t),), t), labels) - v_target) ** 2).mean()
+
+
+def check_distillation_loss(fn) -> None:
+    """``fn(student, teacher, z_t, t, t_mid, t_next, labels, w, alpha_bars) -> loss``: progressive
+    distillation's loss with a guided teacher (see exercise 11)."""
+    s = schedules.make_schedule("linear", 1000)
+    gen = torch.Generator().manual_seed(13)
+    for t, t_mid, t_next, w in ((999, 937, 874, 2.0), (312, 250, 187, 3.0), (62, 0, -1, 2.0)):
+        student, teacher = _Recorder(), _GuidedStandIn()
+        z_t = torch.randn(4, 1, 8, 8, generator=gen)
+        labels = torch.tensor([0, 3, 7, 9])
+        args = (z_t, t, t_mid, t_next, labels, w, s.alpha_bars)
+        loss = _tensor(_call(fn, "distillation_loss", student, teacher, *args), "distillation_loss")
+        _require(loss.ndim == 0, f"the loss should be a single number (a 0-d tensor), got shape {list(loss.shape)}")
+        ref = _distill_variant(_Recorder(), teacher, *args)
+        why = _first_match(loss.detach(), [
+            (_distill_variant(_Recorder(), teacher, *args, kind="student_teacher"), "the target was computed with "
+             "the student: the two DDIM steps are the *teacher's*; the student makes only the prediction trained"),
+            (_distill_variant(_Recorder(), teacher, *args, kind="swapped"), "the guided teacher's two predictions are "
+             "swapped: ε̂ = ε_uncond + w (ε_cond − ε_uncond), with ε_uncond from the null label 10"),
+            (_distill_variant(_Recorder(), teacher, *args, kind="one_step"), "the teacher took one step t -> t_next: "
+             "it must take two, t -> t_mid -> t_next (the student learns to do in one what the teacher does in two)"),
+            (_distill_variant(_Recorder(), teacher, *args, kind="mid"), "the teacher stopped at t_mid: its two steps "
+             "go t -> t_mid -> t_next, and the target lands on t_next"),
+            (_distill_variant(_Recorder(), teacher, *args, kind="x_as_v"), "the student's output was compared with the "
+             "clean-image target x̃ itself: the student predicts v, so compare with v = (α_t z_t − x̃) / σ_t"),
+        ], rtol=1e-3, ref=ref)
+        _require(why is None, f"distillation_loss is wrong at t = {t} -> {t_mid} -> {t_next}: {why}.")
+        _require(_close(loss.detach(), ref, rtol=1e-3), f"distillation_loss is wrong at t = {t} -> {t_mid} -> "
+                 f"{t_next}: {float(loss):.6g} instead of {float(ref):.6g}. Two guided teacher DDIM steps, the target "
+                 "x̃ from the formula, v = (α_t z_t − x̃) / σ_t, then the mean squared error of the student's output")
+        _require(loss.requires_grad, "the loss carries no gradient: do not call .item() or .detach() on it")
+        loss.backward()
+        _require(teacher.gain.grad is None, "gradients flow into the teacher: it is fixed, so compute its steps "
+                 "inside `with torch.no_grad():`")
+        _require(student.w.grad is not None, "no gradient reached the student")
+    _ok("distillation_loss: two guided teacher steps, the one-step target, and the student's v against it")
