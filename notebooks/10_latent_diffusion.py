@@ -60,12 +60,14 @@ from academy_diffusion.course import setup_lesson
 ctx = setup_lesson("10")
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import cached_sample, check_latent_pair, course_autoencoder, course_model
+from academy_diffusion.course.lessons import train_for, training_rates
 from academy_diffusion.course.pretrain import read_manifest
 from academy_diffusion.course.reporting import claim, report, save_figure
 from academy_diffusion.data import load_mnist
@@ -83,7 +85,6 @@ from academy_diffusion.models import UNet, count_parameters, forward_flops
 from academy_diffusion.plotting import show_rows
 from academy_diffusion.samplers import initial_noise, sample
 from academy_diffusion.schedules import make_schedule
-from academy_diffusion.training import train
 
 # %% [markdown]
 # ## 1. The autoencoder, and the floor it sets
@@ -126,8 +127,9 @@ report("10_latent_diffusion", n_fid=n, reconstruction_fid=floor, fid_real_vs_rea
        autoencoder_seconds=ae_meta["seconds"])
 
 # %% [markdown]
-# The reconstructions keep each digit's identity and shape, a little softer than the originals; the
-# FID gap above the real-vs-real line is what that softness costs in the classifier's features.
+# The reconstructions keep each digit's identity and shape. In the classifier's features they are nearly
+# as good as real digits: the reconstruction FID sits just above the real-vs-real value at the same n (the
+# numbers above). The floor is low: whatever a latent model loses below, it does not lose in the decoder.
 #
 # ## 2. The latent scale, and one training step in the latent space
 #
@@ -210,6 +212,15 @@ for name, r in recorded.items():
 report("10_latent_diffusion", **{f"fid_{k}": v[0] for k, v in sample_fid.items()})
 
 # %% [markdown]
+# **At equal epochs the latent model is clearly worse** (the intervals above are far apart, and the
+# recorded n = 10,000 values say the same). Its strokes are as clean as real ones, because the decoder
+# draws them, but many shapes are not digits. The decoder is not the reason: the floor is far below, so
+# the loss is in the denoiser, which learned this space less well in the same 20 epochs. The page's
+# "quality improves" is a statement about Stable Diffusion's large images; for this autoencoder on MNIST
+# at equal epochs it does not hold. What the latent model did get is speed: it trained in a fraction of
+# the pixel model's time (printed above, both on one thread of the same kind of CPU). Section 4 asks
+# whether that speed buys quality.
+#
 # ## 4. What the latent space saves, measured on this device
 #
 # **FLOPs.** PyTorch's FLOP counter on one forward pass of each network, for one image:
@@ -245,20 +256,18 @@ print(f"per network call: {step_ratio:.1f}x fewer FLOPs in the latent space; per
 # %%
 pixels, _ = load_mnist("train", device=ctx.device, subset=ctx.profile.train_images)
 scaled_codes = scale * encode_all(autoencoder, pixels)  # encoded once; the latent model trains on these
-batch, train_steps = ctx.profile.batch_size, 3 if ctx.profile.name == "smoke" else 10
+batch = ctx.profile.batch_size
 fresh = {"pixel": lambda: UNet(channels=ctx.profile.channels),
          "latent": lambda: UNet(in_channels=4, channels=ctx.profile.channels, image_size=7)}
 data = {"pixel": pixels, "latent": scaled_codes}
+rate = {f"train {k}": r for k, r in training_rates({k: (fresh[k], data[k]) for k in fresh}, schedule, batch,
+                                                   3 if ctx.profile.name == "smoke" else 10, ctx.device).items()}
 timing = time_interleaved({
-    "train pixel": lambda: train(fresh["pixel"](), pixels, schedule, steps=train_steps, batch_size=batch,
-                                 progress=False),
-    "train latent": lambda: train(fresh["latent"](), scaled_codes, schedule, steps=train_steps, batch_size=batch,
-                                  progress=False),
     "sample pixel": lambda: sample(linear.model, linear.schedule, 64, sampler="ddim", steps=steps, progress=False),
     "sample latent": lambda: sample_latent(latent.model, latent.schedule, autoencoder, scale, 64, sampler="ddim",
                                            steps=steps, progress=False),
 }, device=ctx.device)
-rate = {k: (train_steps * batch if k.startswith("train") else 64) / s for k, s in timing.items()}
+rate.update({k: 64 / s for k, s in timing.items()})
 for k, r in rate.items():
     print(f"{k:>14}: {r:8,.0f} images/s")
 train_speedup = rate["train latent"] / rate["train pixel"]
@@ -272,7 +281,9 @@ report("10_latent_diffusion", flops_ratio_step=step_ratio, flops_ratio_sample=sa
 # %% [markdown]
 # **FID at equal training time.** Faster steps matter only if they buy a better model for the same
 # budget. Two fresh models, one per space, each train for the same number of seconds on this device (the
-# step counts come from the rates just measured), then sample with DDIM-20. The autoencoder's own training
+# step counts come from the rates just measured), then sample with DDIM-20. A lesson can afford only a
+# few seconds, where neither model draws digits yet; the course also ran the same race offline, at the
+# latent model's whole training time, and prints it below. The autoencoder's own training
 # time is *not* in the race: it is paid once and reused by every latent model, as Stable Diffusion's VAE is
 # (this one took the time printed in section 1).
 
@@ -281,10 +292,8 @@ budget = ctx.profile.race_seconds
 n_race = ctx.profile.fast_samples
 race = {}
 for space in ("pixel", "latent"):
-    k = max(1, round(budget * rate[f"train {space}"] / batch))
-    torch.manual_seed(1)
-    result = train(fresh[space]().to(ctx.device), data[space], schedule, steps=k, batch_size=batch,
-                   warmup_steps=min(100, k // 5), progress=False)
+    result = train_for(budget, rate[f"train {space}"], fresh[space](), data[space], schedule, batch)
+    k = result.steps
     if space == "latent":
         images = sample_latent(result.ema, schedule, autoencoder, scale, n_race, sampler="ddim", steps=steps,
                                seed=2, progress=False).images
@@ -299,6 +308,13 @@ fig = show_rows({f"{s}, {race[s]['seconds']:.0f} s of training": race[s]["images
                 title=f"Equal training time ({budget:g} s each, this device)")
 save_figure(fig, "10_equal_time")
 plt.show()
+recorded_race = manifest.get("latent", {}).get("equal_time")
+if recorded_race:
+    print(f"recorded, {recorded_race['seconds_each']:.0f} s each on {recorded_race['measured_on']} (n = "
+          f"{recorded_race['n']:,}, DDIM-20; real-vs-real {recorded_race['fid_real_vs_real_same_n']:.1f}):")
+    for space in ("pixel", "latent"):
+        r = recorded_race[space]
+        print(f"  {space:>6}: {r['steps']:,} steps -> FID {r['fid']:.1f} ({r['lo']:.1f}-{r['hi']:.1f})")
 report("10_latent_diffusion", race_seconds=budget, n_race=n_race,
        **{f"race_fid_{s}": r["fid"][0] for s, r in race.items()}, **{f"race_steps_{s}": r["steps"]
                                                                        for s, r in race.items()})
@@ -345,9 +361,9 @@ report("10_latent_diffusion", **{f"fid_decode_{i}": v[0] for i, v in enumerate(m
 #   7×7 grid leaves little work per convolution. MNIST sits at the bottom of the page's range for a
 #   plain reason: at 28×28 there is little to compress. The page's 64× is a 512×512 image, whose pixels
 #   are mostly redundant detail that an autoencoder can summarise.
-# * **Quality.** A latent model is bounded by its decoder: its FID cannot fall below the reconstruction
-#   floor. At equal training time the faster steps can still buy a better model; at equal *steps* the
-#   comparison is the recorded one in section 3.
+# * **Quality.** A latent model is bounded by its decoder, and here the bound is loose: the floor is
+#   close to real-vs-real, the latent model far above it. At equal epochs it loses to the pixel model;
+#   at equal training time the answer is the race of section 4 (the checks below say which way it went).
 # * **The page's "Autoencoders and VAEs".** The VAE here is not a generator: its samples from N(0, I)
 #   would be blurry, the page's complaint about VAEs. It is a compressor whose code is smooth enough for
 #   a diffusion model to learn, which is the role the page gives it: "VAEs survive as encoders inside
@@ -355,14 +371,27 @@ report("10_latent_diffusion", **{f"fid_decode_{i}": v[0] for i, v in enumerate(m
 
 # %%
 (f_lat, lo_lat, hi_lat), (f_pix, lo_pix, hi_pix) = sample_fid["latent"], sample_fid["pixel"]
-claim(lo_lat > floor_lo, f"the latent model's FID ({f_lat:.1f}, lower end {lo_lat:.1f}) stays above the "
-      f"reconstruction floor ({floor:.1f}, lower end {floor_lo:.1f}) at n = {n:,}")
+claim(lo_lat > floor_hi, f"the latent model's FID ({f_lat:.1f}, lower end {lo_lat:.1f}) is above the "
+      f"reconstruction floor ({floor:.1f}, upper end {floor_hi:.1f}) at n = {n:,}: the loss is not the decoder's")
+claim(lo_lat > hi_pix, f"at equal epochs the latent model is worse: FID {f_lat:.1f} ({lo_lat:.1f}-{hi_lat:.1f}) "
+      f"against the pixel model's {f_pix:.1f} ({lo_pix:.1f}-{hi_pix:.1f}), n = {n:,}")
+claim(floor_lo < baseline * 1.5, f"the decoder costs little: reconstruction FID {floor:.1f} ({floor_lo:.1f}-"
+      f"{floor_hi:.1f}) against real-vs-real {baseline:.1f} at n = {n:,}")
 claim(train_speedup > 1.5 and sample_speedup > 1.5,
       f"the latent space is faster on this device: training {train_speedup:.1f}x, sampling {sample_speedup:.1f}x")
 claim(step_ratio > 8, f"one latent network call costs {step_ratio:.1f}x fewer FLOPs than one pixel call")
 (rf_pix, rlo_pix, rhi_pix), (rf_lat, rlo_lat, rhi_lat) = race["pixel"]["fid"], race["latent"]["fid"]
+if recorded_race:
+    p, q = recorded_race["pixel"], recorded_race["latent"]
+    verdict = "beats" if q["hi"] < p["lo"] else "loses to" if p["hi"] < q["lo"] else "ties with"
+    print(f"recorded race ({recorded_race['seconds_each']:.0f} s each, n = {recorded_race['n']:,}): the latent model "
+          f"{verdict} the pixel model, FID {q['fid']:.1f} ({q['lo']:.1f}-{q['hi']:.1f}) against {p['fid']:.1f} "
+          f"({p['lo']:.1f}-{p['hi']:.1f})")
 claim(rhi_lat < rlo_pix, f"at equal training time ({budget:g} s each) the latent model is better: FID {rf_lat:.1f} "
       f"({rlo_lat:.1f}-{rhi_lat:.1f}) against {rf_pix:.1f} ({rlo_pix:.1f}-{rhi_pix:.1f}), n = {n_race}")
-(_, _, hi_right), _, (_, lo_sd, _) = mistake_fid.values()
+(_, lo_right, hi_right), (_, lo_none, hi_none), (_, lo_sd, _) = mistake_fid.values()
+claim(abs(math.log(scale)) > 0.5 or (lo_none < hi_right and lo_right < hi_none),
+      f"forgetting the scale costs little only because it is near 1 here ({scale:.3f}): FID "
+      f"{list(mistake_fid.values())[1][0]:.1f} without it against {list(mistake_fid.values())[0][0]:.1f}")
 claim(hi_right < lo_sd, f"decoding with Stable Diffusion's factor instead of the measured one raises FID from "
       f"{list(mistake_fid.values())[0][0]:.1f} to {list(mistake_fid.values())[2][0]:.1f} (intervals apart)")

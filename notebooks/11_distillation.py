@@ -160,7 +160,7 @@ loss.backward()
 opt.step()
 print(f"v-loss of an untrained student (a copy of the ε-teacher, read as v): {loss.item():.4f}")
 recorded = read_manifest().get("distilled", {}) if ctx.profile.pretrained else {}
-rounds = next(iter(students.values())).meta["rounds"]
+rounds = students[min(students)].meta["rounds"]  # the 1-step student's record lists every round
 for r in rounds:
     name = "guidance round (2 calls -> 1)" if r["steps"] is None else f"{2 * r['steps']} -> {r['steps']} steps"
     print(f"  {name:>30}: final v-loss {r['final_loss']:.4f}, {r['seconds']:.0f} s")
@@ -224,7 +224,7 @@ for calls, kind in ((1, "student"), (2, "student"), (4, "student"), (4, f"teache
                     (4, "teacher, w = 1, DPM-Solver++")):
     out = draw(kind, calls, n_live, x_live, live_labels)
     live[kind, calls] = class_metrics(classifier, out, live_labels)["accuracy"]
-    print(f"live: {kind:>30} at {calls} calls: accuracy {live[kind, calls]:.3f} (n = {n_live})")
+    print(f"live: {kind:>30} at {calls} call{'s' * (calls > 1)}: accuracy {live[kind, calls]:.3f} (n = {n_live})")
 KEYS = {"student": lambda k: f"student-{k}", "teacher, w = 1, DPM-Solver++": lambda k: f"teacher-dpm++-w1-{k}",
         f"teacher, w = {GUIDANCE_W:g}, DDIM": lambda k: f"teacher-ddim-w{GUIDANCE_W:g}-{k // 2}",
         f"teacher, w = {GUIDANCE_W:g}, DPM-Solver++": lambda k: f"teacher-dpm++-w{GUIDANCE_W:g}-{k // 2}"}
@@ -257,7 +257,7 @@ if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8)
 save_figure(fig, "11_fid_vs_calls")
 plt.show()
-report("11_distillation", n_live=n_live, **{f"accuracy_{k[0].split(',')[0]}_{k[1]}": v for k, v in live.items()})
+report("11_distillation", n_live=n_live, **{f"accuracy_{KEYS[kind](calls)}": v for (kind, calls), v in live.items()})
 
 # %% [markdown]
 # ## 4. What distillation cost
@@ -276,7 +276,7 @@ work = {"distillation step": lambda: distill(VPrediction(copy.deepcopy(students[
                                        labels, steps=steps_timed, batch_size=64, progress=False)}
 timing = time_interleaved(work, device=ctx.device)
 per_step = {k: v / steps_timed for k, v in timing.items()}
-total_steps = len(rounds) * next(iter(students.values())).meta["recipe"]["train_steps"]
+total_steps = len(rounds) * students[min(students)].meta["recipe"]["train_steps"]
 projected = total_steps * per_step["distillation step"]
 print(f"one distillation step {per_step['distillation step'] * 1e3:.0f} ms, one training step "
       f"{per_step['training step'] * 1e3:.0f} ms (batch 64, {ctx.device.type})")

@@ -8,6 +8,7 @@ import pytest
 from conftest import machine_load
 
 from academy_diffusion.course import COURSE_MODELS, runner
+from academy_diffusion.course.lessons import AUTOENCODER, DISTILLED, STUDENT_STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -35,4 +36,5 @@ def test_every_lesson_runs_on_the_full_code_path(tmp_path, monkeypatch, needs_mn
         trained |= {kind for kind in COURSE_MODELS if f"training model '{kind}'" in text}
     assert trained == set(COURSE_MODELS), f"every course model is trained from scratch: {trained}"
     assert sorted(p.name for p in (tmp_path / "cache" / "checkpoints").glob("*.pt")) == sorted(
-        f"{kind}-smoke-seed0.pt" for kind in COURSE_MODELS)
+        [f"{kind}-smoke-seed0.pt" for kind in COURSE_MODELS] + [f"{AUTOENCODER}-smoke-seed0.pt"]
+        + [f"{DISTILLED}-{k}-smoke-seed0.pt" for k in STUDENT_STEPS])

@@ -33,14 +33,14 @@ from ..checkpoints import (
     shipped_sha256,
 )
 from ..data import cache_dir, load_mnist, writable_dir
-from ..device import describe_device, describe_precision, get_device, seed_everything
+from ..device import describe_device, describe_precision, get_device, seed_everything, time_interleaved
 from ..distillation import VPrediction, distill
 from ..flow_matching import FlowPath
 from ..latent import Autoencoder, encode_all, train_autoencoder
 from ..models import UNet, count_parameters
 from ..samplers import GUIDANCE_W, SampleResult, sample
 from ..schedules import make_schedule
-from ..training import P_UNCOND, train
+from ..training import P_UNCOND, TrainResult, train
 from . import reporting
 from .profiles import Profile, get_profile
 
@@ -242,6 +242,26 @@ def course_students(profile: Profile, device, teacher: Checkpoint | None = None,
             save_checkpoint(paths[steps], result.ema, None, schedule, meta)
             students[steps] = Checkpoint(current, schedule, meta)
     return {k: students[k] for k in STUDENT_STEPS}
+
+
+def training_rates(runs: dict, schedule, batch_size: int, steps: int, device) -> dict:
+    """Training images per second of each ``name -> (make_model, data)`` in ``runs`` on ``device``: a few
+    :func:`~academy_diffusion.training.train` steps of a fresh model each, timed in alternation (the median
+    of 3 rounds, :func:`~academy_diffusion.device.time_interleaved`) so that all see the same machine load."""
+    timed = time_interleaved({name: (lambda make=make, data=data: train(make(), data, schedule, steps=steps,
+                                                                        batch_size=batch_size, progress=False))
+                              for name, (make, data) in runs.items()}, device=device)
+    return {name: steps * batch_size / seconds for name, seconds in timed.items()}
+
+
+def train_for(seconds: float, rate: float, model, data, schedule, batch_size: int, seed: int = 1) -> TrainResult:
+    """Train ``model`` on ``data`` for about ``seconds`` of wall-clock: ``seconds · rate / batch_size`` steps, with
+    ``rate`` the images/s measured beforehand (:func:`training_rates`). The step count is fixed before the
+    loop starts, so the learning-rate schedule runs its whole course, as in any other training."""
+    steps = max(1, round(seconds * rate / batch_size))
+    torch.manual_seed(seed)
+    return train(model.to(data.device), data, schedule, steps=steps, batch_size=batch_size,
+                 warmup_steps=min(100, steps // 5), seed=seed, progress=False)
 
 
 def check_latent_pair(latent: Checkpoint, autoencoder: Autoencoder, scale: float) -> None:

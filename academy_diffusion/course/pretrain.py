@@ -189,6 +189,15 @@ def results_table(manifest: dict | None = None) -> str:
             lines.append(f"| `{kind}` | {trained} | {r['fid']:.1f} (n={r['n']:,}, w={key[1:]}, {r['sampler']}) | "
                          f"{r['fid_real_vs_real_same_n']:.1f} | {r['fid'] / r['fid_real_vs_real_same_n']:.1f}x | "
                          f"{r['accuracy']:.3f} |")
+    if DISTILLED in m and "metrics" in m[DISTILLED]:
+        d, r = m[DISTILLED], m[DISTILLED]["metrics"]
+        trained = (f"{len(d['rounds'])} rounds of {d['recipe']['train_steps']:,} steps from `cfg` in "
+                   f"{d['train_seconds']:.0f} s on {d['device']}")
+        for k in sorted(STUDENT_STEPS):
+            s = r[f"student-{k}"]
+            lines.append(f"| `{DISTILLED}-{k}` | {trained} | {s['fid']:.1f} (n={r['n']:,}, w={r['w']:g} distilled in, "
+                         f"{k} call{'s' * (k > 1)}) | {r['fid_real_vs_real_same_n']:.1f} | "
+                         f"{s['fid'] / r['fid_real_vs_real_same_n']:.1f}x | {s['accuracy']:.3f} |")
     if AUTOENCODER in m and "metrics" in m[AUTOENCODER]:
         a, r = m[AUTOENCODER], m[AUTOENCODER]["metrics"]
         floor, rvr = r["reconstruction_fid"], r["fid_real_vs_real_same_n"]
@@ -318,6 +327,38 @@ def measure_students(classifier, device, n: int, n_pr: int = 2000) -> dict:
     return out
 
 
+def latent_race(classifier, device, seconds: float, n: int) -> dict:
+    """Lesson 10's FID at equal training time, at a budget no lesson can afford: a pixel and a latent model
+    (``linear``'s recipe: the same widths, batch 64, learning rate and schedule; the latent one on the shipped
+    autoencoder's codes) from scratch, each trained for ``seconds`` on this device, then DDIM-20 from one
+    x_T, FID with its 90 % interval at ``n``."""
+    from ..data import load_mnist
+    from ..models import UNet
+    from ..schedules import make_schedule
+    from .lessons import train_for, training_rates
+
+    autoencoder, scale = shipped_autoencoder(device)
+    pixels, _ = load_mnist("train", device=device)
+    data = {"pixel": pixels, "latent": scale * encode_all(autoencoder, pixels)}
+    make = {"pixel": lambda: UNet(channels=(16, 32, 64)),
+            "latent": lambda: UNet(in_channels=4, channels=(16, 32, 64), image_size=7)}
+    schedule = make_schedule("linear", 1000, device)
+    rates = training_rates({k: (make[k], data[k]) for k in make}, schedule, 64, 20, device)
+    out = {"seconds_each": seconds, "n": n, "sampler": "ddim-20",
+           "fid_real_vs_real_same_n": real_baseline(classifier, n)}
+    for space in ("pixel", "latent"):
+        result = train_for(seconds, rates[space], make[space](), data[space], schedule, 64)
+        if space == "latent":
+            images = sample_latent(result.ema, schedule, autoencoder, scale, n, sampler="ddim", steps=20, seed=0).images
+        else:
+            images = sample(result.ema, schedule, n, sampler="ddim", steps=20, seed=0).images
+        value, lo, hi = fid_interval(images, classifier)
+        out[space] = {"steps": result.steps, "train_seconds": result.seconds, "rate": rates[space], "fid": value,
+                      "lo": lo, "hi": hi}
+        print(space, out[space], flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="only print the README's results table")
@@ -337,6 +378,8 @@ def main(argv=None) -> None:
     parser.add_argument("--allow-dirty", action="store_true", help="record a -dirty code version")
     parser.add_argument("--distill", type=int, metavar="STEPS", help="only distil lesson 11's students from the "
                         "shipped cfg teacher, STEPS optimiser steps a round, ship them and measure them")
+    parser.add_argument("--latent-race", type=float, metavar="SECONDS", help="only measure lesson 10's FID at equal "
+                        "training time: pixel and latent models from scratch, SECONDS each, into the manifest")
     parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
                         "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
@@ -354,6 +397,15 @@ def main(argv=None) -> None:
         update_manifest("flow", entry)
         return
 
+    if args.latent_race:
+        device = get_device(verbose=True)
+        classifier, _ = load_classifier(device, verbose=False)
+        entry = read_manifest()["latent"]
+        entry["equal_time"] = {**latent_race(classifier, device, args.latent_race, args.eval_n),
+                               "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
+                               "code_version": code_version(args.allow_dirty)}
+        update_manifest("latent", entry)
+        return
     if args.distill:
         version = code_version(args.allow_dirty)
         device = get_device(verbose=True)

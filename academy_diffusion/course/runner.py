@@ -71,11 +71,12 @@ def cpu_cores() -> int:
 
 # Lessons that read another lesson's samples from the cache (:func:`cached_sample`): run side by side,
 # each waits for the lesson it reuses, rather than drawing the same samples again.
-REUSES = {"05": "04", "06": "02", "08": "05"}  # lesson 8 reads lesson 4's sets and lesson 5's w = 2
+REUSES = {"05": "04", "06": "02", "08": "05", "10": "02"}  # lesson 8 reads lesson 4's sets and lesson 5's w = 2
 # Each lesson's seconds in the quick profile on the 2-core CI machine, one thread, beside another lesson
 # (an AMD EPYC with AVX512-BF16, idle otherwise, 2026-11-29; lesson 9 on 2026-11-30 beside one pretraining
 # process). Only their order matters: see start_order.
-QUICK_SECONDS = {"01": 69, "02": 88, "03": 217, "04": 75, "05": 34, "06": 52, "07": 148, "08": 14, "09": 27}
+QUICK_SECONDS = {"01": 69, "02": 88, "03": 217, "04": 75, "05": 34, "06": 52, "07": 148, "08": 14, "09": 27, "10": 45,
+                 "11": 40}
 
 
 def start_order(todo: list[Path], jobs: int) -> list[Path]:
