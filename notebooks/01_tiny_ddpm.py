@@ -27,6 +27,8 @@
 # 3. read the loss curve;
 # 4. sample 1,000 steps from pure noise, and watch the samples at t ∈ {T, 3T/4, T/2, T/4, 0};
 # 5. see why the network's answer is an *average*, and why that forces sampling to be iterative.
+#
+# Exercise: `exercises/01_q_sample_and_loss.ipynb` (the forward jump, L_simple, the reverse step and the training step, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

@@ -26,6 +26,8 @@
 # 2. a cosine model trained on the same budget as lesson 1's linear one;
 # 3. samples side by side from the same noise, and FID at the same n;
 # 4. the low-noise tail, and the mistake of sampling with the wrong schedule.
+#
+# Exercise: `exercises/02_cosine_schedule.ipynb` (the cosine schedule's betas, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

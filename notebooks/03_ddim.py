@@ -27,6 +27,8 @@
 # 3. what "almost identical" means, measured per sample and as distributions;
 # 4. what steps and η cost in quality;
 # 5. the measured wall-clock speed-up.
+#
+# Exercise: `exercises/03_ddim.ipynb` (the DDIM step and sampler, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

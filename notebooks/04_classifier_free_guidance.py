@@ -29,6 +29,8 @@
 # 2. a same-seed grid of one digit for w ∈ {1, 3, 5, 7, 10}, and which w you would pick;
 # 3. class accuracy and diversity against w, measured;
 # 4. sliders for w and the digit.
+#
+# Exercise: `exercises/04_guidance.ipynb` (condition dropout, the guidance combination and a guided sampler, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

@@ -32,6 +32,8 @@
 #
 # Rules the page insists on, and every number here follows: **report w and n next to every FID**,
 # and give the real-vs-real baseline at the same n so the number has a scale.
+#
+# Exercise: `exercises/05_fid_and_elbow.ipynb` (feature statistics, the Fréchet distance and the elbow, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

@@ -27,6 +27,8 @@
 # 2. both loss curves: both fall;
 # 3. samples and FID: the dead one degrades;
 # 4. the health check that exposes it in one number.
+#
+# Exercise: `exercises/06_dead_embedding.ipynb` (the timestep-embedding health check, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

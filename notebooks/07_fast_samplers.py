@@ -27,6 +27,8 @@
 # 2. the practitioner's curve: quality against network evaluations (NFE) for DDPM-1000, DDIM and
 #    DPM-Solver++, on the guided model of lesson 4, all from the same x_T;
 # 3. the advice that curve supports.
+#
+# Exercise: `exercises/07_dpm_solver.ipynb` (a DPM-Solver++(2M) step, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).

@@ -24,6 +24,8 @@
 # 2. a small human evaluation: you judge pairs, and see how often you agree with FID;
 # 3. mode coverage, by clustering samples in feature space;
 # 4. precision and recall (Kynkäänniemi et al., 2019) next to FID: they separate the failures.
+#
+# Exercise: `exercises/08_precision_recall.ipynb` (precision and recall in feature space, checked).
 
 # %% tags=["setup"]
 # Setup: works in JupyterLab from the repository, in CI, and on Colab (installs the package, never torch).
