@@ -114,6 +114,8 @@ plt.show()
 # %% [markdown]
 # **Pick w.** Before reading on, decide which row you would ship, and why.
 #
+# <details><summary><b>Our reading and our pick</b> (open it once you have chosen)</summary>
+#
 # What the shipped model shows here (run on the course's CPU): at **w = 1** the row is the most
 # varied (slanted, looped, thin and small 2s), but a few of the eight are malformed, barely a 2.
 # From **w = 3** every sample is a clean 2, still in several styles. At **w = 5 to 10** the strokes
@@ -121,6 +123,8 @@ plt.show()
 # noise now yields nearly the same digit. Our pick is **w = 3**, the smallest w at which every
 # sample is unmistakably a 2. The numbers below put the same trade-off on two axes, and lesson 5
 # asks FID the same question: its answer is not the eye's.
+#
+# </details>
 #
 # ## 3. Accuracy and diversity against w
 #
