@@ -60,9 +60,13 @@ def code_version(allow_dirty: bool = False) -> str:
     Refuses uncommitted changes (``git describe`` ending in ``-dirty``) unless ``allow_dirty``.
     """
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PRETRAINED_DIR.parent,
+        out = subprocess.run(["git", "describe", "--always"], cwd=PRETRAINED_DIR.parent,
                              capture_output=True, text=True, check=True)
-        version = out.stdout.strip()
+        # what pretraining itself writes (the shipped files and the manifest) does not make the code dirty:
+        # several pretraining processes run side by side and each updates the manifest
+        changed = subprocess.run(["git", "status", "--porcelain", "--", ".", f":!{PRETRAINED_DIR.name}"],
+                                 cwd=PRETRAINED_DIR.parent, capture_output=True, text=True, check=True)
+        version = out.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     if version.endswith("-dirty") and not allow_dirty:
@@ -310,17 +314,18 @@ def measure_students(classifier, device, n: int, n_pr: int = 2000) -> dict:
     runs["student-4-at-w3"] = (8, lambda: sample(students[4].model, sch, n, sampler="ddim", labels=labels, w=3.0,
                                                  x_T=x_T, timesteps=student_timesteps(sch.T, 4)))
     real = extract_features(classifier, baseline_images(n_pr))
+    pick = torch.arange(n_pr) * n // n_pr  # every (n / n_pr)-th sample: the labels are sorted, so all digits alike
     out = {"n": n, "n_pr": n_pr, "w": GUIDANCE_W, "fid_real_vs_real_same_n": real_baseline(classifier, n),
            "fid_real_vs_real_n_pr": real_baseline(classifier, n_pr)}
     for name, (nfe, run) in runs.items():
         result = run()
         value, lo, hi = fid_interval(result.images, classifier)
-        pr = precision_recall(real, extract_features(classifier, result.images[:n_pr]))
+        pr = precision_recall(real, extract_features(classifier, result.images[pick]))
         out[name] = {"nfe": nfe, "fid": value, "lo": lo, "hi": hi, "seconds": result.seconds,
                      "accuracy": class_metrics(classifier, result.images, labels)["accuracy"], **pr}
         print(name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
-    reference = sample(teacher.model, sch, n_pr, sampler="ddim", steps=20, labels=labels[:n_pr], w=GUIDANCE_W,
-                       x_T=x_T[:n_pr]).images
+    reference = sample(teacher.model, sch, n_pr, sampler="ddim", steps=20, labels=labels[pick], w=GUIDANCE_W,
+                       x_T=x_T[pick]).images
     out[f"teacher-ddim-w{GUIDANCE_W:g}-20"] = {
         "nfe": 40, "n": n_pr, "fid": fid(reference, classifier, warn=False).value,
         **precision_recall(real, extract_features(classifier, reference))}
@@ -380,6 +385,7 @@ def main(argv=None) -> None:
                         "shipped cfg teacher, STEPS optimiser steps a round, ship them and measure them")
     parser.add_argument("--latent-race", type=float, metavar="SECONDS", help="only measure lesson 10's FID at equal "
                         "training time: pixel and latent models from scratch, SECONDS each, into the manifest")
+    parser.add_argument("--measure-students", action="store_true", help="only measure the shipped students' table")
     parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
                         "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
@@ -398,20 +404,21 @@ def main(argv=None) -> None:
         return
 
     if args.latent_race:
+        version = code_version(args.allow_dirty)
         device = get_device(verbose=True)
         classifier, _ = load_classifier(device, verbose=False)
         entry = read_manifest()["latent"]
         entry["equal_time"] = {**latent_race(classifier, device, args.latent_race, args.eval_n),
                                "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
-                               "code_version": code_version(args.allow_dirty)}
+                               "code_version": version}
         update_manifest("latent", entry)
         return
-    if args.distill:
-        version = code_version(args.allow_dirty)
+    if args.distill or args.measure_students:
         device = get_device(verbose=True)
-        profile = Profile("pretrain", (16, 32, 64), None, args.epochs, args.batch_size, args.lr, args.eval_n, 20, 64,
-                          500, 200, False, 0, distill_train_steps=args.distill)
-        pretrain_students(profile, device, version)
+        if args.distill:
+            profile = Profile("pretrain", (16, 32, 64), None, args.epochs, args.batch_size, args.lr, args.eval_n, 20,
+                              64, 500, 200, False, 0, distill_train_steps=args.distill)
+            pretrain_students(profile, device, code_version(args.allow_dirty))
         classifier, _ = load_classifier(device, verbose=False)
         start = time.perf_counter()
         entry = read_manifest()[DISTILLED]
