@@ -241,7 +241,12 @@ if metrics:
         err = [f - [r["lo"] for _, r in pts], [r["hi"] for _, r in pts] - f]
         ax.errorbar(ks, f, yerr=err, fmt="o-", capsize=3, label=kind)
     ref = metrics[f"teacher-ddim-w{GUIDANCE_W:g}-20"]
-    print(f"  reference: teacher DDIM-20 at w = {GUIDANCE_W:g} (40 calls): FID {ref['fid']:.1f} at n = {ref['n']:,}")
+    print(f"  reference: teacher DDIM-20 at w = {GUIDANCE_W:g} (40 calls): FID {ref['fid']:.1f} at n = {ref['n']:,}"
+          f" (real-vs-real {metrics['fid_real_vs_real_n_pr']:.1f} at that n)")
+    cfg_w = teacher.meta.get("metrics", {}).get(f"w{GUIDANCE_W:g}")
+    if cfg_w:
+        print(f"  the teacher's own record, DDIM-20 at w = {GUIDANCE_W:g} (40 calls): FID {cfg_w['fid']:.1f} at "
+              f"n = {cfg_w['n']:,}, accuracy {cfg_w['accuracy']:.3f}")
     ax.axhline(metrics["fid_real_vs_real_same_n"], color="gray", ls="--",
                label=f"real vs real (n = {metrics['n']:,})")
     ax.set(yscale="log", ylabel=f"FID (n = {metrics['n']:,}, recorded)")
@@ -334,31 +339,39 @@ report("11_distillation", **{f"new_w_fid_{i}": v[0] for i, v in enumerate(new_w_
 # %% [markdown]
 # ## 6. The verdict
 #
-# Read from the recorded intervals (n = 10,000) and this lesson's measurements:
+# Read from the recorded intervals (n = 10,000 per point) and this lesson's measurements; each sentence
+# is checked in the cell below:
 #
-# * **At 1 and 2 network calls only distillation produces digits.** The teacher's one guided step (2 calls)
-#   or one plain step (1 call) gives a blur; the students give digits of the right class.
-# * **At 4 calls, compare with DPM-Solver++**: the checks below say whether the 4-step student beats the
-#   teacher's best sampler at equal cost, with intervals apart, or not.
-# * **The cost**: the rounds' training time (section 4), on top of the teacher's, once; and the loss of w
-#   as a knob (section 5). A distilled model is a product decision: it freezes one w.
+# * **At every budget on the plot, 1, 2 and 4 network calls, the student beats the teacher's best
+#   sampler at the same cost**, with intervals apart, and by a wide margin: one guided teacher step (2
+#   calls) is a blur, and even DPM-Solver++ without guidance (w = 1, one call a step) needs more than 4
+#   calls to draw clean digits. The 4-step student's FID is even below what the course recorded for the
+#   teacher's own DDIM-20 at the same w (printed above the plot's table), at a tenth of the calls.
+# * **The cost**: the rounds' training time (section 4), paid once on top of the teacher's, and two
+#   losses (section 5): less diversity (recall) than the teacher, and w is frozen. Guiding the student
+#   again raises class accuracy a little and ruins FID and recall: a distilled model is a product
+#   decision that fixes one w.
 #
-# The checks, on the recorded table where it exists:
-
 # %%
 if metrics:
     m = metrics
-    for k in (1, 2):
+    for k in (1, 2, 4):
         best_teacher = min((m[key(k)] for kind, key in KEYS.items() if kind != "student" and key(k) in m
-                            and m[key(k)].get("nfe") == k), key=lambda r: r["fid"])
+                            and m[key(k)]["nfe"] == k), key=lambda r: r["fid"])
         claim(m[f"student-{k}"]["hi"] < best_teacher["lo"],
               f"at {k} call{'s' * (k > 1)} the student beats the teacher's best sampler at that cost: FID "
               f"{m[f'student-{k}']['fid']:.1f} against {best_teacher['fid']:.1f} (n = {m['n']:,})")
-    s4, d4 = m["student-4"], m[f"teacher-dpm++-w{GUIDANCE_W:g}-2"]
-    verdict = "beats" if s4["hi"] < d4["lo"] else "loses to" if d4["hi"] < s4["lo"] else "ties with"
-    print(f"at 4 calls the student {verdict} guided DPM-Solver++: FID {s4['fid']:.1f} [{s4['lo']:.1f}-{s4['hi']:.1f}] "
-          f"against {d4['fid']:.1f} [{d4['lo']:.1f}-{d4['hi']:.1f}]")
-    claim(s4["accuracy"] > 0.9, f"the 4-step student keeps the labels: accuracy {s4['accuracy']:.3f} (n = {m['n']:,})")
+    cfg_w = teacher.meta.get("metrics", {}).get(f"w{GUIDANCE_W:g}")
+    if cfg_w:
+        claim(m["student-4"]["hi"] < cfg_w["fid"], f"the 4-step student's FID ({m['student-4']['fid']:.1f}, upper end "
+              f"{m['student-4']['hi']:.1f}) is below the teacher's recorded {cfg_w['sampler']} at w = {GUIDANCE_W:g} "
+              f"({cfg_w['fid']:.1f}, n = {cfg_w['n']:,}, 40 calls)")
+    ref = m[f"teacher-ddim-w{GUIDANCE_W:g}-20"]
+    recalls = [m[f"student-{k}"]["recall"] for k in (1, 2, 4)]
+    se_recall = (ref["recall"] * (1 - ref["recall"]) / m["n_pr"]) ** 0.5
+    claim(max(recalls) < ref["recall"] - 2 * se_recall, "the students cover less of the data than the teacher: recall "
+          + ", ".join(f"{r:.3f}" for r in recalls) + f" (1, 2, 4 calls) against {ref['recall']:.3f} (DDIM-20, "
+          f"n = {m['n_pr']:,})")
 f_new, f_trained = list(new_w_fid.values())[1], list(new_w_fid.values())[2]
-claim(f_new[1] > f_trained[2], f"guiding the student again at w = {w_new:g} makes it worse, not more guided: FID "
-      f"{f_new[0]:.1f} against {f_trained[0]:.1f} as trained (n = {n_live})")
+claim(f_new[1] > f_trained[2], f"guiding the student again at w = {w_new:g} ruins its FID: {f_new[0]:.1f} against "
+      f"{f_trained[0]:.1f} as trained (n = {n_live})")

@@ -206,10 +206,10 @@ def course_students(profile: Profile, device, teacher: Checkpoint | None = None,
         paths = {k: PRETRAINED_DIR / f"{DISTILLED}-{k}.pt" for k in STUDENT_STEPS}
         if all(p.exists() for p in paths.values()):
             students = {k: load_checkpoint(p, device, sha256=shipped_sha256(p.name)) for k, p in paths.items()}
-            meta = students[STUDENT_STEPS[0]].meta
+            meta = students[min(STUDENT_STEPS)].meta  # the last student's record covers every round
             print(f"loaded the shipped students distilled from 'cfg' at w = {meta['recipe']['w']:g}: "
-                  f"{', '.join(f'{k} step' + 's' * (k > 1) for k in students)} ({meta['recipe']['train_steps']} "
-                  f"steps a round, {meta['total_seconds']:.0f} s in all on {meta['device']})")
+                  f"{', '.join(f'{k} step' + 's' * (k > 1) for k in students)} ({len(meta['rounds'])} rounds of "
+                  f"{meta['recipe']['train_steps']} steps, {meta['total_seconds']:.0f} s in all on {meta['device']})")
             return {k: Checkpoint(VPrediction(c.model, c.schedule), c.schedule, c.meta) for k, c in students.items()}
         print(f"no shipped students in {PRETRAINED_DIR}: distilling them instead")
     teacher = teacher or course_model("cfg", profile, device, seed, progress=progress)
