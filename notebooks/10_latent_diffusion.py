@@ -314,7 +314,8 @@ if recorded_race:
           f"{recorded_race['n']:,}, DDIM-20; real-vs-real {recorded_race['fid_real_vs_real_same_n']:.1f}):")
     for space in ("pixel", "latent"):
         r = recorded_race[space]
-        print(f"  {space:>6}: {r['steps']:,} steps -> FID {r['fid']:.1f} ({r['lo']:.1f}-{r['hi']:.1f})")
+        print(f"  {space:>6}: {r['steps']:,} steps in {r['train_seconds']:.0f} s -> FID {r['fid']:.1f} "
+              f"({r['lo']:.1f}-{r['hi']:.1f})")
 report("10_latent_diffusion", race_seconds=budget, n_race=n_race,
        **{f"race_fid_{s}": r["fid"][0] for s, r in race.items()}, **{f"race_steps_{s}": r["steps"]
                                                                        for s, r in race.items()})
@@ -363,7 +364,9 @@ report("10_latent_diffusion", **{f"fid_decode_{i}": v[0] for i, v in enumerate(m
 #   are mostly redundant detail that an autoencoder can summarise.
 # * **Quality.** A latent model is bounded by its decoder, and here the bound is loose: the floor is
 #   close to real-vs-real, the latent model far above it. At equal epochs it loses to the pixel model;
-#   at equal training time the answer is the race of section 4 (the checks below say which way it went).
+#   at equal training time it wins, in the lesson's few seconds and in the recorded race of about 8
+#   minutes each (the checks below). Neither is a good model at that budget: the pixel model needs its
+#   full 20 epochs, eleven times longer, to reach the FID printed in section 3.
 # * **The page's "Autoencoders and VAEs".** The VAE here is not a generator: its samples from N(0, I)
 #   would be blurry, the page's complaint about VAEs. It is a compressor whose code is smooth enough for
 #   a diffusion model to learn, which is the role the page gives it: "VAEs survive as encoders inside
@@ -383,10 +386,10 @@ claim(step_ratio > 8, f"one latent network call costs {step_ratio:.1f}x fewer FL
 (rf_pix, rlo_pix, rhi_pix), (rf_lat, rlo_lat, rhi_lat) = race["pixel"]["fid"], race["latent"]["fid"]
 if recorded_race:
     p, q = recorded_race["pixel"], recorded_race["latent"]
-    verdict = "beats" if q["hi"] < p["lo"] else "loses to" if p["hi"] < q["lo"] else "ties with"
-    print(f"recorded race ({recorded_race['seconds_each']:.0f} s each, n = {recorded_race['n']:,}): the latent model "
-          f"{verdict} the pixel model, FID {q['fid']:.1f} ({q['lo']:.1f}-{q['hi']:.1f}) against {p['fid']:.1f} "
-          f"({p['lo']:.1f}-{p['hi']:.1f})")
+    claim(q["hi"] < p["lo"] and q["train_seconds"] <= p["train_seconds"],
+          f"recorded, about {recorded_race['seconds_each']:.0f} s each: the latent model beats the pixel model at equal "
+          f"training time, FID {q['fid']:.1f} ({q['lo']:.1f}-{q['hi']:.1f}) in {q['train_seconds']:.0f} s against "
+          f"{p['fid']:.1f} ({p['lo']:.1f}-{p['hi']:.1f}) in {p['train_seconds']:.0f} s, n = {recorded_race['n']:,}")
 claim(rhi_lat < rlo_pix, f"at equal training time ({budget:g} s each) the latent model is better: FID {rf_lat:.1f} "
       f"({rlo_lat:.1f}-{rhi_lat:.1f}) against {rf_pix:.1f} ({rlo_pix:.1f}-{rhi_pix:.1f}), n = {n_race}")
 (_, lo_right, hi_right), (_, lo_none, hi_none), (_, lo_sd, _) = mistake_fid.values()
