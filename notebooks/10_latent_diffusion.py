@@ -365,8 +365,8 @@ report("10_latent_diffusion", **{f"fid_decode_{i}": v[0] for i, v in enumerate(m
 # * **Quality.** A latent model is bounded by its decoder, and here the bound is loose: the floor is
 #   close to real-vs-real, the latent model far above it. At equal epochs it loses to the pixel model;
 #   at equal training time it wins, in the lesson's few seconds and in the recorded race of about 8
-#   minutes each (the checks below). Neither is a good model at that budget: the pixel model needs its
-#   full 20 epochs, eleven times longer, to reach the FID printed in section 3.
+#   minutes each (the checks below). Neither is a good model at that budget: the pixel model reaches the
+#   FID printed in section 3 only after its full 20 epochs (its training time is printed there too).
 # * **The page's "Autoencoders and VAEs".** The VAE here is not a generator: its samples from N(0, I)
 #   would be blurry, the page's complaint about VAEs. It is a compressor whose code is smooth enough for
 #   a diffusion model to learn, which is the role the page gives it: "VAEs survive as encoders inside
