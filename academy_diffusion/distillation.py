@@ -43,7 +43,7 @@ from .device import autocast, synchronize
 from .progress import progress_bar
 from .samplers import dpm_timesteps, predict_noise
 from .schedules import Schedule
-from .training import TrainResult, ema_update, lr_factor, make_ema
+from .training import TrainResult, ema_update, make_ema, make_optimizer, optimizer_step, show_loss
 
 
 def _coef(table: torch.Tensor, t: torch.Tensor, clean: float) -> torch.Tensor:
@@ -159,8 +159,7 @@ def distill(student: VPrediction, teacher, schedule: Schedule, images: torch.Ten
         fine = torch.tensor(student_timesteps(schedule.T, 2 * student_steps) + [-1], device=device)
     student.to(device).train()
     ema = make_ema(student.net)
-    opt = torch.optim.AdamW(student.net.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, warmup_steps, train_steps))
+    opt, sched = make_optimizer(student.net.parameters(), lr, warmup_steps, train_steps)
     gen = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(train_steps, device=device)
     synchronize(device)
@@ -184,15 +183,11 @@ def distill(student: VPrediction, teacher, schedule: Schedule, images: torch.Ten
                 target = two_step_target(teacher, schedule, z_t, t, t_mid, t_next, y)
         with autocast(device):
             loss = v_loss(student, schedule, z_t, t, target.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss)
         ema_update(ema, student.net, min(ema_decay, (1 + step) / (10 + step)))
         losses[step] = loss.detach()
         bar.update(1)
-        if progress and ((step + 1) % 100 == 0 or step + 1 == train_steps):
-            bar.set_postfix(loss=f"{losses[max(0, step - 99) : step + 1].mean().item():.4f}")
+        show_loss(bar, losses, step)
     bar.close()
     synchronize(device)
     seconds = time.perf_counter() - start

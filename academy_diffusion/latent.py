@@ -44,7 +44,7 @@ from .device import autocast, synchronize
 from .progress import progress_bar
 from .samplers import SampleResult, sample
 from .schedules import Schedule
-from .training import diffusion_loss, lr_factor
+from .training import diffusion_loss, make_optimizer, optimizer_step, show_loss
 
 LATENT_CHANNELS = 4
 KL_WEIGHT = 1e-3  # weight of the KL term against the reconstruction's L1, both per pixel (see vae_loss)
@@ -150,8 +150,7 @@ def train_autoencoder(autoencoder: Autoencoder, images: torch.Tensor, *, epochs:
     per_epoch = n // batch_size
     total = math.ceil(epochs * per_epoch)
     autoencoder.to(device).train()
-    opt = torch.optim.AdamW(autoencoder.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, warmup_steps, total))
+    opt, sched = make_optimizer(autoencoder.parameters(), lr, warmup_steps, total)
     gen = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(total, device=device)
     synchronize(device)
@@ -163,14 +162,10 @@ def train_autoencoder(autoencoder: Autoencoder, images: torch.Tensor, *, epochs:
         x = images[order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size]]
         with autocast(device):
             loss, _, _ = vae_loss(autoencoder, x, kl_weight, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss)
         losses[step] = loss.detach()
         bar.update(1)
-        if progress and ((step + 1) % 100 == 0 or step + 1 == total):
-            bar.set_postfix(loss=f"{losses[max(0, step - 99) : step + 1].mean().item():.4f}")
+        show_loss(bar, losses, step)
     bar.close()
     synchronize(device)
     seconds = time.perf_counter() - start

@@ -86,3 +86,15 @@ def smooth(values: torch.Tensor, window: int = 50) -> torch.Tensor:
     values = values.float().flatten()
     window = max(1, min(window, len(values)))
     return values.unfold(0, window, 1).mean(dim=1)
+
+
+def log_cost_axis(ax, ticks, xlabel: str) -> None:
+    """Tidy a quality-against-cost plot whose axes are logarithmic: the x ticks only at ``ticks``, labelled
+    as plain numbers (no minor ticks, no 10^k notation on either axis), a light grid, a legend if any."""
+    ax.set(xscale="log", xlabel=xlabel)
+    ax.set_xticks(list(ticks), [f"{k:g}" for k in ticks])
+    ax.minorticks_off()
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)

@@ -58,6 +58,29 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
 
 
+def make_optimizer(params, lr: float, warmup_steps: int, total: int):
+    """AdamW (no weight decay) and the course's learning-rate schedule (:func:`lr_factor`) over ``total``
+    steps: ``(optimizer, scheduler)``. Every training loop of the package uses this pair."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, warmup_steps, total))
+
+
+def optimizer_step(opt, sched, loss: torch.Tensor) -> None:
+    """One update from ``loss``: clear the old gradients, backpropagate, step, advance the schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
+def show_loss(bar, losses: torch.Tensor, step: int, every: int = 100) -> None:
+    """Every ``every`` steps (and at the last), put the mean loss of the last ``every`` steps on the progress
+    bar: the loop's only read of the loss from the device."""
+    if bar.disable or not ((step + 1) % every == 0 or step + 1 == len(losses)):
+        return
+    bar.set_postfix(loss=f"{losses[max(0, step + 1 - every) : step + 1].mean().item():.4f}")
+
+
 def drop_labels(labels: torch.Tensor, null_class: int, p_uncond: float, generator=None) -> torch.Tensor:
     """Replace each label by ``null_class`` with probability ``p_uncond`` (condition dropout for CFG).
 
@@ -148,8 +171,7 @@ def train(
     schedule = schedule.to(device)
     ema = make_ema(model)
     forward = torch.compile(model) if compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, warmup_steps, total))
+    opt, sched = make_optimizer(model.parameters(), lr, warmup_steps, total)
     gen = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(total, device=device)
 
@@ -172,15 +194,11 @@ def train(
                 loss = flow_matching_loss(forward, x0, t, noise, y)
             else:
                 loss = diffusion_loss(forward, schedule, x0, t, noise, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss)
         ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         losses[step] = loss.detach()
         bar.update(1)
-        if progress and ((step + 1) % log_every == 0 or step + 1 == total):
-            bar.set_postfix(loss=f"{losses[max(0, step + 1 - log_every) : step + 1].mean().item():.4f}")
+        show_loss(bar, losses, step, log_every)
     bar.close()
     synchronize(device)
     seconds = time.perf_counter() - start

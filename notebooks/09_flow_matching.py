@@ -80,7 +80,7 @@ from academy_diffusion.flow_matching import (
 )
 from academy_diffusion.metrics import class_metrics, fid_interval, real_baseline
 from academy_diffusion.models import UNet
-from academy_diffusion.plotting import plot_losses, show_rows
+from academy_diffusion.plotting import log_cost_axis, plot_losses, show_rows
 from academy_diffusion.samplers import ddim_timesteps, initial_noise, sample
 
 # %% [markdown]
@@ -238,13 +238,7 @@ else:  # models trained here (full or smoke profile): the recorded sweep is of t
 axes[0].set(yscale="log", ylabel=f"RMS distance to the reference (n = {n_err})", title="Integration error")
 axes[1].set_title("FID against NFE (90 % intervals)")
 for ax in axes:
-    ax.set(xscale="log", xlabel="network evaluations (NFE)")
-    ax.set_xticks(NFE_GRID, [str(k) for k in NFE_GRID])
-    ax.minorticks_off()  # log axes: the labelled decades only
-    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    log_cost_axis(ax, NFE_GRID, "network evaluations (NFE)")
 save_figure(fig, "09_quality_vs_nfe")
 plt.show()
 if sweep:

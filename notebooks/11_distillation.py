@@ -80,7 +80,7 @@ from academy_diffusion.distillation import (
     v_loss,
 )
 from academy_diffusion.metrics import class_metrics, fid_interval, real_baseline
-from academy_diffusion.plotting import show_rows
+from academy_diffusion.plotting import log_cost_axis, show_rows
 from academy_diffusion.samplers import GUIDANCE_W, initial_noise, predict_noise, sample
 from academy_diffusion.training import train
 
@@ -261,13 +261,8 @@ if metrics:
 else:  # trained here (full or smoke profile): the recorded table is of the shipped students
     ax.text(0.5, 0.5, "no recorded table for these students:\npython -m academy_diffusion.course.pretrain "
             "--distill 2000", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-ax.set(xscale="log", xlabel="network calls per sample", title="FID against network calls (90 % intervals)")
-ax.set_xticks([1, 2, 4], ["1", "2", "4"])
-ax.minorticks_off()
-ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-ax.grid(alpha=0.3)
-if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=8)
+ax.set_title("FID against network calls (90 % intervals)")
+log_cost_axis(ax, (1, 2, 4), "network calls per sample")
 save_figure(fig, "11_fid_vs_calls")
 plt.show()
 report("11_distillation", n_live=n_live, **{f"accuracy_{KEYS[kind](calls)}": v for (kind, calls), v in live.items()})

@@ -14,6 +14,7 @@ and its memory limits. Those need a real Apple GPU.
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import pytest
@@ -109,4 +110,42 @@ def test_flow_matching_trains_and_samples_without_float64(sampler, tiny_cond_mod
         result = train(tiny_cond_model, images, FlowPath(), labels, steps=2, batch_size=8, progress=False)
         out = sample_flow(result.ema, 2, sampler=sampler, steps=3, labels=torch.tensor([3, 4]), w=2.0,
                           capture=True, progress=False)
+    assert torch.isfinite(out.images).all()
+
+
+def test_latent_diffusion_trains_and_samples_without_float64(tmp_path):
+    """Lesson 10's chain: the autoencoder's training and scale, the latent model, its sampler, save/load."""
+    from academy_diffusion.checkpoints import load_autoencoder, save_autoencoder
+    from academy_diffusion.latent import Autoencoder, encode_all, sample_latent, train_autoencoder
+    from academy_diffusion.models import UNet
+
+    images = torch.rand(16, 1, 28, 28) * 2 - 1
+    s = make_schedule("linear", 50)
+    with NoFloat64():
+        ae = Autoencoder((8, 8))
+        scale = train_autoencoder(ae, images, epochs=1, batch_size=8, progress=False).scale
+        codes = scale * encode_all(ae, images)
+        result = train(UNet(in_channels=4, channels=(8, 8, 8), emb_dim=16, image_size=7), codes, s, steps=2,
+                       batch_size=8, progress=False)
+        out = sample_latent(result.ema, s, ae, scale, 2, sampler="ddim", steps=3, progress=False)
+        save_autoencoder(tmp_path / "ae.pt", ae, scale)
+        load_autoencoder(tmp_path / "ae.pt")
+    assert out.images.shape == (2, 1, 28, 28) and torch.isfinite(out.images).all()
+
+
+def test_distillation_rounds_and_students_run_without_float64(tiny_cond_model):
+    """Lesson 11's guidance round, a progressive round and the student sampled on its own grid."""
+    from academy_diffusion.distillation import VPrediction, distill, student_timesteps
+
+    images, labels = torch.rand(16, 1, 28, 28) * 2 - 1, torch.arange(16) % 10
+    s = make_schedule("linear", 1000)
+    tiny_cond_model.schedule_config = s.config()
+    student = VPrediction(copy.deepcopy(tiny_cond_model).requires_grad_(True), s)
+    with NoFloat64():
+        first = distill(student, tiny_cond_model, s, images, labels, student_steps=None,
+                        w=2.0, train_steps=2, batch_size=8, progress=False)
+        second = distill(VPrediction(first.ema.requires_grad_(True), s), VPrediction(first.ema, s), s, images,
+                         labels, student_steps=2, train_steps=2, batch_size=8, progress=False)
+        out = sample(VPrediction(second.ema, s), s, 2, sampler="ddim", timesteps=student_timesteps(1000, 2),
+                     labels=torch.tensor([1, 7]), progress=False)
     assert torch.isfinite(out.images).all()
