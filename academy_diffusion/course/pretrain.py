@@ -332,6 +332,68 @@ def measure_students(classifier, device, n: int, n_pr: int = 2000) -> dict:
     return out
 
 
+# lesson 3's question as distributions: (sampler, steps, eta) for each setting compared
+SAMPLER_SETTINGS = {"ddim-20": ("ddim", 20, 0.0), "ddim-20-eta1": ("ddim", 20, 1.0), "ddpm-1000": ("ddpm", None, 0.0)}
+COMPARE_CHUNK = 250  # samples per stored chunk: a long run resumes where it stopped, and two workers can share it
+
+
+def legible_share(classifier, images: torch.Tensor, threshold: float = 0.9) -> float:
+    """The fraction of ``images`` the classifier reads as some digit with probability >= ``threshold``:
+    a stand-in for "legible digits in a grid", computed the same way on real digits for its baseline."""
+    device = next(classifier.parameters()).device
+    with torch.no_grad():
+        probs = torch.cat([classifier(images[i:i + 2500].to(device)).float().softmax(1).cpu()
+                           for i in range(0, len(images), 2500)])
+    return (probs.max(1).values >= threshold).double().mean().item()
+
+
+def compare_samplers(kind: str, classifier, device, n: int, settings=tuple(SAMPLER_SETTINGS),
+                     reverse: bool = False) -> dict:
+    """DDIM-20 (eta 0 and 1) against DDPM-1000 on the shipped model ``kind`` as *distributions*: ``n`` samples
+    each from one x_T (seed 0; for a conditional model balanced labels and w = GUIDANCE_W), FID with its 90 %
+    interval, the legible share, class accuracy (conditional) or coverage entropy (unconditional), and
+    precision / recall on every fifth sample against as many real digits. Samples are drawn in chunks of
+    ``COMPARE_CHUNK`` through :func:`cached_sample`, so a run that stops resumes, and a second worker started
+    with ``reverse=True`` shares the chunks from the other end. A latent model is decoded before it is scored."""
+    from .lessons import cached_sample
+
+    ckpt = pretrained_model(kind, device)
+    autoencoder = shipped_autoencoder(device) if ckpt.meta["recipe"].get("space") == "latent" else None
+    conditional = ckpt.model.num_classes is not None
+    labels = balanced_labels(n) if conditional else None
+    shape = ckpt.model.sample_shape
+    x_T = initial_noise(n, 0, shape)
+    starts = list(range(0, n, COMPARE_CHUNK))
+    real_pr = extract_features(classifier, baseline_images(n // 5))
+    real_all = baseline_images(n)
+    out = {"n": n, "w": GUIDANCE_W if conditional else None, "fid_real_vs_real_same_n": real_baseline(classifier, n),
+           "real_legible_share": legible_share(classifier, real_all),
+           "real_coverage_entropy": class_metrics(classifier, real_all)["coverage_entropy"]}
+    for name in settings:
+        sampler, steps, eta = SAMPLER_SETTINGS[name]
+        chunks, seconds = {}, 0.0
+        for i in (reversed(starts) if reverse else starts):
+            end = min(i + COMPARE_CHUNK, n)
+            result = cached_sample(ckpt.model, ckpt.schedule, end - i, sampler=sampler, steps=steps, eta=eta,
+                                   x_T=x_T[i:end], seed=i, labels=None if labels is None else labels[i:end],
+                                   w=GUIDANCE_W if conditional else None, clip_x0=autoencoder is None,
+                                   progress=False)
+            chunks[i], seconds = result.images, seconds + result.seconds
+            print(f"{kind} {name}: samples {i}-{end} done", flush=True)
+        images = torch.cat([chunks[i] for i in starts])
+        if autoencoder is not None:
+            images = decode_all(autoencoder[0], images / autoencoder[1])  # from_latent, in batches
+        value, lo, hi = fid_interval(images, classifier)
+        metrics = class_metrics(classifier, images, labels)
+        out[name] = {"fid": value, "lo": lo, "hi": hi, "sampling_seconds": seconds,
+                     "legible_share": legible_share(classifier, images),
+                     "coverage_entropy": metrics["coverage_entropy"],
+                     **({"accuracy": metrics["accuracy"]} if conditional else {}),
+                     **precision_recall(real_pr, extract_features(classifier, images[torch.arange(n // 5) * 5]))}
+        print(kind, name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
+    return out
+
+
 def latent_race(classifier, device, seconds: float, n: int) -> dict:
     """Lesson 10's FID at equal training time, at a budget no lesson can afford: a pixel and a latent model
     (``linear``'s recipe: the same widths, batch 64, learning rate and schedule; the latent one on the shipped
@@ -386,6 +448,13 @@ def main(argv=None) -> None:
     parser.add_argument("--latent-race", type=float, metavar="SECONDS", help="only measure lesson 10's FID at equal "
                         "training time: pixel and latent models from scratch, SECONDS each, into the manifest")
     parser.add_argument("--measure-students", action="store_true", help="only measure the shipped students' table")
+    parser.add_argument("--compare-samplers", metavar="KIND", choices=list(COURSE_MODELS), help="only measure "
+                        "DDIM-20 (eta 0 and 1) against DDPM-1000 on the shipped KIND at --eval-n samples, into the "
+                        "manifest (resumable: samples are stored in chunks in the cache)")
+    parser.add_argument("--settings", nargs="*", default=list(SAMPLER_SETTINGS), choices=list(SAMPLER_SETTINGS),
+                        help="with --compare-samplers: which samplers")
+    parser.add_argument("--reverse", action="store_true", help="with --compare-samplers: a second worker, taking "
+                        "the chunks from the other end")
     parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
                         "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
@@ -403,6 +472,17 @@ def main(argv=None) -> None:
         update_manifest("flow", entry)
         return
 
+    if args.compare_samplers:
+        device = get_device(verbose=True)
+        classifier, _ = load_classifier(device, verbose=False)
+        start = time.perf_counter()
+        result = compare_samplers(args.compare_samplers, classifier, device, args.eval_n, args.settings, args.reverse)
+        entry = read_manifest()[args.compare_samplers]
+        entry["samplers"] = {**entry.get("samplers", {}), **result,
+                             "measured_on": f"the shipped fp16 weights, {describe_device(device)}, "
+                                            f"{describe_precision(device)}, {time.perf_counter() - start:.0f} s"}
+        update_manifest(args.compare_samplers, entry)
+        return
     if args.latent_race:
         version = code_version(args.allow_dirty)
         device = get_device(verbose=True)
