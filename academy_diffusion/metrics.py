@@ -22,6 +22,11 @@ from .data import load_mnist
 FID_MIN_RELIABLE_N = 5000
 
 
+class SmallSampleWarning(UserWarning):
+    """An FID measured on fewer than ``FID_MIN_RELIABLE_N`` samples (its message never varies, so that a
+    ``"once"`` filter shows it once per session: the lessons install one, see ``course.setup_lesson``)."""
+
+
 # --- Frechet distance --------------------------------------------------------------------------
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -131,6 +136,13 @@ def baseline_images(n: int, seed: int = 0) -> torch.Tensor:
     return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
+def warn_if_small(n: int) -> None:
+    """Warn (:class:`SmallSampleWarning`, pointing at the caller's caller) when an FID rests on n < 5,000."""
+    if n < FID_MIN_RELIABLE_N:
+        warnings.warn(f"an FID on fewer than {FID_MIN_RELIABLE_N:,} samples is mostly small-sample bias: compare it "
+                      "only with FIDs (and the real-vs-real baseline) at the same n", SmallSampleWarning, stacklevel=3)
+
+
 def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, baseline: bool = True,
         warn: bool = True) -> FID:
     """FID of ``samples [n, 1, 28, 28]`` (in [-1, 1]) against the MNIST test set, in the classifier's features.
@@ -141,9 +153,8 @@ def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, ba
     n = len(samples)
     if n < 2:
         raise ValueError("FID needs at least 2 samples")
-    if warn and n < FID_MIN_RELIABLE_N:
-        warnings.warn(f"FID with n={n} < {FID_MIN_RELIABLE_N} samples is mostly small-sample bias: compare it "
-                      "only with FIDs (and the real-vs-real baseline) at the same n", stacklevel=2)
+    if warn:
+        warn_if_small(n)
     value = frechet_distance(*feature_stats(extract_features(classifier, samples)), *reference_stats(classifier))
     return FID(value, n, w, real_baseline(classifier, n) if baseline else None)
 
@@ -166,17 +177,40 @@ def fid_bootstrap(samples: torch.Tensor, classifier: nn.Module, n_boot: int = 50
 
 
 def fid_interval(samples: torch.Tensor, classifier: nn.Module, n_boot: int = 40, level: float = 0.9,
-                 seed: int = 0) -> tuple[float, float, float]:
+                 seed: int = 0, warn: bool = True) -> tuple[float, float, float]:
     """FID of ``samples`` and an approximate ``level`` interval: ``(value, low, high)``.
 
     The interval is value ± z · (standard deviation of the bootstrap FIDs), z = 1.645 for 90 %.
     (The bootstrap FIDs themselves sit above the value, since resampling with replacement
     duplicates samples and FID is biased upwards at a fixed n; their spread is the part to use.)
     """
+    if warn:
+        warn_if_small(len(samples))
     value = fid(samples, classifier, baseline=False, warn=False).value
     spread = float(np.std(fid_bootstrap(samples, classifier, n_boot, seed)))
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
     return value, value - z * spread, value + z * spread
+
+
+def fid_difference(a: torch.Tensor, b: torch.Tensor, classifier: nn.Module, n_boot: int = 40, level: float = 0.9,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """FID(b) − FID(a) for two *paired* sets (``b[i]`` is ``a[i]`` changed: stamped, recoloured, ...), with an
+    approximate ``level`` interval ``(value, low, high)`` from a paired bootstrap: each resample draws the
+    same indices from both sets, so the noise the two FIDs share (which samples were drawn) cancels and
+    the interval measures the change alone. Much narrower than the two sets' own :func:`fid_interval` intervals."""
+    if len(a) != len(b):
+        raise ValueError(f"fid_difference compares paired sets of one size, got {len(a)} and {len(b)}")
+    fa, fb = _np(extract_features(classifier, a)), _np(extract_features(classifier, b))
+    ref = reference_stats(classifier)
+    dist = lambda f: frechet_distance(f.mean(0), np.cov(f, rowvar=False), *ref)  # noqa: E731
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(fa), len(fa))
+        boots.append(dist(fb[pick]) - dist(fa[pick]))
+    value = dist(fb) - dist(fa)
+    spread = float(np.std(boots)) * float(scipy.stats.norm.ppf(0.5 + level / 2))
+    return value, value - spread, value + spread
 
 
 def compare_fids(samples: dict, classifier: nn.Module, w: float | None = None) -> dict:
@@ -219,6 +253,17 @@ def class_metrics(classifier: nn.Module, samples: torch.Tensor, labels: torch.Te
     return out
 
 
+@torch.no_grad()
+def legible_share(classifier: nn.Module, images: torch.Tensor, threshold: float = 0.9) -> float:
+    """The share of ``images [N, 1, 28, 28]`` the classifier reads as *some* digit with probability at least
+    ``threshold``: a stand-in for "legible digits in a grid". Not a verdict on its own (a classifier can be
+    sure of odd shapes): compare it with the same share on real digits and between samplers."""
+    device = next(classifier.parameters()).device
+    probs = torch.cat([classifier(images[i : i + 2500].to(device)).float().softmax(dim=1).cpu()
+                       for i in range(0, len(images), 2500)])
+    return (probs.max(dim=1).values >= threshold).double().mean().item()
+
+
 def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
     """Diversity inside classes: mean squared distance of each feature ``[N, D]`` to its class mean.
 
@@ -231,6 +276,49 @@ def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
     if not spreads:
         raise ValueError("within_class_spread needs at least two samples of some class")
     return torch.stack(spreads).mean().item()
+
+
+# --- KID: an unbiased alternative to FID -------------------------------------------------------
+
+def kid(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """Kernel Inception Distance (Bińkowski et al., 2018) of ``fake [M, D]`` against ``real [N, D]`` features.
+
+    The squared maximum mean discrepancy with the cubic polynomial kernel k(x, y) = (x·y / D + 1)³,
+    estimated without bias (the U-statistic: each set's own pairs exclude i = j):
+
+        KID = mean_{i≠j} k(f_i, f_j) + mean_{i≠j} k(r_i, r_j) − 2 mean_{i,j} k(f_i, r_j).
+
+    Unlike FID, its expected value does not depend on M or N: two sets drawn from one distribution
+    score 0 on average at any size (single draws scatter around 0, and can be negative). Reported
+    ×1000 by convention. Both sets are first divided by the real features' root-mean-square value, so
+    that x·y / D is of order 1 as it is for the Inception features KID was defined on (the course
+    classifier's ReLU features are larger, and a cubic kernel would let a few big products dominate).
+    Inputs on any device; computed in float64 on the CPU.
+    """
+    scale = real.double().cpu().pow(2).mean().sqrt()
+    x, y = fake.double().cpu() / scale, real.double().cpu() / scale
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("KID needs at least 2 points in each set")
+    d = x.shape[1]
+    kernel = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
+    m, n = len(x), len(y)
+    return ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+            - 2 * kxy.mean()).item()
+
+
+def kid_interval(fake: torch.Tensor, real: torch.Tensor, n_boot: int = 40, level: float = 0.9,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """KID of ``fake`` against ``real`` features with an approximate ``level`` interval ``(value, low, high)``:
+    value ± z · the standard deviation of KID over bootstrap resamples of ``fake`` (as :func:`fid_interval`)."""
+    value = kid(fake, real)
+    gen = torch.Generator().manual_seed(seed)
+    # a resample repeats points, which biases its KID upwards (a repeated pair counts as i ≠ j): as in
+    # fid_interval, only the resamples' spread is used, around the unbiased value
+    boots = [kid(fake[torch.randint(len(fake), (len(fake),), generator=gen)], real) for _ in range(n_boot)]
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    spread = float(np.std(boots))
+    return value, value - z * spread, value + z * spread
 
 
 # --- precision and recall in feature space ---------------------------------------------------------

@@ -116,6 +116,30 @@ def loss_by_timestep(model, schedule: Schedule, x0: torch.Tensor, timesteps, y=N
     return torch.stack(out).cpu()
 
 
+@torch.no_grad()
+def x0_error_by_timestep(model, schedule: Schedule, x0: torch.Tensor, timesteps, y=None, seed: int = 0) -> torch.Tensor:
+    """RMS pixel error of the clean image the network implies, at each code index in ``timesteps``.
+
+    x̂0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, unclipped, on the same images ``x0 [B, C, H, W]`` and the same noise
+    as :func:`loss_by_timestep`. Since x̂0 − x0 = −√((1−ᾱ_t)/ᾱ_t) · (ε̂ − ε), an error in ε̂ reaches the
+    image amplified by √((1−ᾱ_t)/ᾱ_t): below 1 at low noise, over 100 at the last steps of the linear
+    schedule, where samplers start. Returns ``[len(timesteps)]`` float32 on the CPU.
+    """
+    device = next(model.parameters()).device
+    x0 = x0.to(device)
+    noise = torch.randn(x0.shape, device=device, generator=torch.Generator(device=device).manual_seed(seed))
+    schedule = schedule.to(device)
+    out = []
+    for t in timesteps:
+        tt = torch.full((len(x0),), int(t), device=device)
+        x_t = schedule.q_sample(x0, tt, noise)
+        with autocast(device):
+            eps = model(x_t, tt, y).float()
+        x0_hat = (x_t - schedule.sqrt_one_minus_alpha_bars[int(t)] * eps) / schedule.sqrt_alpha_bars[int(t)]
+        out.append((x0_hat - x0).pow(2).mean().sqrt())
+    return torch.stack(out).cpu()
+
+
 def train(
     model: nn.Module,
     images: torch.Tensor,

@@ -68,8 +68,9 @@ from academy_diffusion.course import cached_sample, course_model
 from academy_diffusion.data import balanced_labels
 from academy_diffusion.metrics import class_metrics, fid, fid_interval, find_elbow, real_baseline
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.course.reporting import claim, report, save_figure
-from academy_diffusion.samplers import initial_noise
+from academy_diffusion.course.claims import lesson_05
+from academy_diffusion.course.reporting import report, save_figure
+from academy_diffusion.samplers import GUIDANCE_W, initial_noise
 
 # %% [markdown]
 # ## 1. FID against w, with its own noise
@@ -92,7 +93,7 @@ samples, fids, accs, lo, hi = {}, {}, {}, {}, {}
 for w in W_SWEEP:
     samples[w] = cached_sample(ckpt.model, ckpt.schedule, len(labels), sampler="ddim", steps=ctx.profile.ddim_steps,
                                labels=labels, w=float(w), x_T=x_T).images
-    fids[w] = fid(samples[w], classifier, w=float(w), baseline=(w == W_SWEEP[0]), warn=False)
+    fids[w] = fid(samples[w], classifier, w=float(w), baseline=(w == W_SWEEP[0]))
     _, lo[w], hi[w] = fid_interval(samples[w], classifier, seed=w)
     accs[w] = class_metrics(classifier, samples[w], labels)["accuracy"]
 baseline = fids[W_SWEEP[0]].baseline
@@ -103,11 +104,15 @@ print(f"real-vs-real baseline at n={n}: {baseline:.2f}")
 
 fid_curve = np.array([fids[w].value for w in W_SWEEP])
 best_w = W_SWEEP[int(fid_curve.argmin())]
+ties = [w for w in W_SWEEP if w != best_w and lo[w] < hi[best_w]]  # intervals that overlap the lowest one
+best_label = f"lowest FID: w = {best_w}" + (f" (not told apart from w = {', '.join(map(str, ties))})" if ties else
+                                             " (interval apart from every other w)")
+print(best_label)
 fig, ax = plt.subplots(figsize=(7, 3.8))
 ax.errorbar(W_SWEEP, fid_curve, yerr=[fid_curve - [lo[w] for w in W_SWEEP], [hi[w] for w in W_SWEEP] - fid_curve],
             fmt="o-", capsize=3, label=f"generated (n = {n} per w, 90% intervals)")
 ax.axhline(baseline, color="gray", ls="--", label=f"real vs real (n = {n})")
-ax.plot([best_w], [fids[best_w].value], "r*", ms=16, label=f"lowest FID: w = {best_w}")
+ax.plot([best_w], [fids[best_w].value], "r*", ms=16, label=best_label)
 ax.set(xlabel="guidance scale w", ylabel="FID (MNIST-classifier features)", yscale="log",
        title="FID is a curve in w, not a point")
 ax.grid(alpha=0.3)
@@ -162,8 +167,8 @@ plt.show()
 
 # %% [markdown]
 # What the shipped model shows here (run on the course's CPU): FID's minimum is at **w = 1**, plain
-# conditional sampling, where about one sample in twenty is read as the wrong digit (the accuracy
-# printed above) and the strokes are thin and varied, like real handwriting. At w = 10 every digit
+# conditional sampling, where some samples are read as the wrong digit (1 − the accuracy printed
+# above) and the strokes are thin and varied, like real handwriting. At w = 10 every digit
 # is right, thick and bold, and FID is several times worse. The eye, in lesson 4, picked **w = 3**:
 # it rejects malformed digits at once and barely notices that the samples have become alike.
 # FID is the opposite: it forgives a few malformed digits, as long as the feature statistics
@@ -205,7 +210,7 @@ gen = torch.Generator().manual_seed(0)
 gen_at_n = {}
 for k in ns:
     pick = torch.randperm(n, generator=gen)[:k]
-    gen_at_n[k] = fid(samples[best_w][pick], classifier, w=float(best_w), baseline=False, warn=False).value
+    gen_at_n[k] = fid(samples[best_w][pick], classifier, w=float(best_w), baseline=False).value
 real_at_n = {k: real_baseline(classifier, k) for k in ns_real}
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(ns, [gen_at_n[k] for k in ns], "o-", label=f"generated, w = {best_w}")
@@ -242,16 +247,15 @@ plt.show()
 #
 # * FID falls, then rises: the upper end of the interval at the minimum lies below the lower end
 #   of the intervals at w = 0 and at w = 10. A single "FID of the model" hides this.
-# * FID is biased at small n: the real-vs-real baseline at n = 100 is more than twice that at
-#   n = 10,000 (both sets are real digits: the whole difference is sample-size bias).
+# * FID's favourite is not the reader's: at the FID minimum the classifier misreads clearly more
+#   digits than at the course's w (by more than twice the standard error of the difference).
+#
+# FID's bias at small n (section 4) is a property of the estimator, not a finding about this model:
+# the real-vs-real column shows it on real digits alone, so it is printed, not checked.
 #
 # And the blind spot the numbers cannot show: FID compares feature statistics, so a model can
 # match them while drawing ugly strokes. Look at the samples before trusting a curve (lesson 8
 # builds such a case on purpose).
 
 # %%
-claim(hi[best_w] < lo[0] and hi[best_w] < lo[10],
-      f"FID is a V in w: {fids[0].value:.1f} at w = 0, {fids[best_w].value:.1f} at w = {best_w}, "
-      f"{fids[10].value:.1f} at w = 10 (intervals apart)")
-claim(real_at_n[100] > 2 * real_at_n[10_000],
-      f"FID's small-n bias: real-vs-real {real_at_n[100]:.1f} at n = 100, {real_at_n[10_000]:.2f} at n = 10,000")
+lesson_05({w: (fids[w].value, lo[w], hi[w]) for w in W_SWEEP}, best_w, accuracy=accs, n=n, guided_w=GUIDANCE_W)

@@ -66,7 +66,9 @@ from academy_diffusion.samplers import GUIDANCE_W
 from academy_diffusion.data import balanced_labels
 from academy_diffusion.metrics import class_metrics, fid_interval, real_baseline
 from academy_diffusion.plotting import show_rows
-from academy_diffusion.course.reporting import claim, report, save_figure
+from academy_diffusion.course.claims import lesson_07
+from academy_diffusion.course.pretrain import read_manifest
+from academy_diffusion.course.reporting import report, save_figure
 from academy_diffusion.samplers import dpm_solver_pp_step, initial_noise, sample
 
 # %% [markdown]
@@ -100,8 +102,9 @@ print(inspect.getsource(dpm_solver_pp_step).split('"""')[-1])
 # * **FID** (with a 90 % interval) and **class accuracy**: the distribution a user gets.
 #
 # DDPM-1000 is stochastic, so it has no place in the first measurement; it is costly, so on a CPU
-# (the `quick` profile) it runs on 30 samples only, and its FID is then only comparable with the
-# real-vs-real baseline at its own n (at n = 30 both are large: small-sample bias).
+# (the `quick` profile) it draws one sample of each digit, for the picture only: an FID on ten
+# samples would be small-sample bias and nothing else. Its FID against DDIM-20's comes from the
+# course's recorded measurement at n = 5,000 (printed below the plot; lesson 3 reads it too).
 
 # %%
 ckpt = course_model("cfg", ctx.profile, ctx.device)
@@ -129,20 +132,23 @@ for sampler, steps in RUNS:
         "fid": value, "lo": lo, "hi": hi, "n": len(labels), "seconds": out.seconds,
         "error": (out.images - reference).pow(2).flatten(1).mean(1).sqrt().mean().item(),
         "accuracy": class_metrics(classifier, out.images, labels)["accuracy"]}
-n_ddpm = n if ctx.profile.name == "full" else min(n, 30)  # quick: 3 of each digit (DDPM is the costly one)
+n_ddpm = n if ctx.profile.name == "full" else 10  # quick: one of each digit, for the picture (DDPM is the costly one)
 ddpm_pick = torch.arange(n).view(10, -1)[:, : n_ddpm // 10].flatten()  # the same number of each digit
 ddpm = run("ddpm", None, ddpm_pick)
-value, lo, hi = fid_interval(ddpm.images, classifier)
-results["ddpm", 1000] = {"fid": value, "lo": lo, "hi": hi, "n": n_ddpm, "seconds": ddpm.seconds * n / n_ddpm,
-                         "error": float("nan"),
-                         "accuracy": class_metrics(classifier, ddpm.images, labels[ddpm_pick])["accuracy"]}
 images["ddpm", 1000] = torch.zeros_like(images["ddim", 5])
 images["ddpm", 1000][ddpm_pick] = ddpm.images
-baseline = {k: real_baseline(classifier, k) for k in {n, n_ddpm}}
+if n_ddpm == n:  # enough samples for an FID at the same n as the others
+    value, lo, hi = fid_interval(ddpm.images, classifier)
+    results["ddpm", 1000] = {"fid": value, "lo": lo, "hi": hi, "n": n, "seconds": ddpm.seconds, "error": float("nan"),
+                             "accuracy": class_metrics(classifier, ddpm.images, labels)["accuracy"]}
+baseline = {n: real_baseline(classifier, n)}
 for (sampler, steps), r in results.items():
     print(f"{sampler:>8}-{steps:<4} NFE {steps:>4}: error {r['error']:.4f}  FID {r['fid']:7.2f} ({r['lo']:.1f}-{r['hi']:.1f}, "
           f"n={r['n']}, real-vs-real {baseline[r['n']]:.1f})  accuracy {r['accuracy']:.3f}  "
           f"{r['seconds']:6.1f} s per {n} images   (w={GUIDANCE_W:g})")
+if n_ddpm < n:
+    print(f"    ddpm-1000 NFE 1000: {ddpm.seconds:.1f} s for {n_ddpm} images, about {ddpm.seconds * n / n_ddpm:.0f} s per {n} "
+          "(no FID on so few samples)")
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 names = {"ddim": "DDIM", "dpm++2m": "DPM-Solver++(2M)"}
@@ -167,11 +173,18 @@ for ax in axes:
     ax.legend(fontsize=8)
 save_figure(fig, "07_fid_vs_nfe")
 plt.show()
-report("07_fast_samplers", n=n, n_ddpm=n_ddpm, w=GUIDANCE_W, fid_real_vs_real_same_n=baseline[n],
+report("07_fast_samplers", n=n, n_ddpm=n_ddpm, w=GUIDANCE_W, ddpm1000_seconds_per_image=ddpm.seconds / n_ddpm, fid_real_vs_real_same_n=baseline[n],
        **{f"error_{s}{k}": r["error"] for (s, k), r in results.items() if s != "ddpm"},
        **{f"fid_{s}{k}": r["fid"] for (s, k), r in results.items()},
        **{f"accuracy_{s}{k}": r["accuracy"] for (s, k), r in results.items()},
        **{f"seconds_per_{n}_{s}{k}": r["seconds"] for (s, k), r in results.items()})
+recorded = read_manifest().get("cfg", {}).get("samplers") if ctx.profile.pretrained else None
+if recorded and "ddpm-1000" in recorded:  # the shipped model, measured at a size no lesson can afford on a CPU
+    print(f"\nrecorded on the shipped model, n = {recorded['n']:,} each, w = {recorded['w']:g}, from one x_T "
+          f"(real-vs-real at this n: {recorded['fid_real_vs_real_same_n']:.2f}):")
+    for name in ("ddim-20", "ddpm-1000"):
+        r = recorded[name]
+        print(f"  {name:>10}: FID {r['fid']:.2f} ({r['lo']:.2f}-{r['hi']:.2f}), accuracy {r['accuracy']:.4f}")
 
 # %%
 show = ddpm_pick.view(10, -1)[:, 0]  # one sample of each digit, among those DDPM drew too
@@ -187,34 +200,25 @@ plt.show()
 # A second-order solver such as DPM-Solver++ lands closer to the ODE's solution at every NFE: on
 # the shipped model its 10 steps are about as accurate as DDIM's 20, and its 20 about as accurate
 # as DDIM's 50 (the errors are printed above). The FID panel shows what a user gets, and on this
-# model it is flat from very few steps on, within the noise of the measurement: the integration
-# error that remains at 10 steps is too small for the feature statistics to see. DDPM-1000 costs
-# fifty to a hundred times more network calls, and buys nothing the plot can show. Never ship a 1,000-step
-# sampler: measure quality against NFE on your own model and take the cheapest point that is as
-# good as the expensive ones.
+# guided model it is flat from 10 steps on, within the noise of the measurement: the integration
+# error that remains is too small for the feature statistics to see. DDPM-1000 costs fifty to a
+# hundred times more network calls; what it buys is the recorded n = 5,000 comparison printed above
+# (lesson 3 reads it against the eye). All of this is one guided model at w = 2: lessons 2 and 3
+# show that on the unconditional models the deterministic sampler is the worse one. Measure quality
+# against NFE on your own model and take the cheapest point that is as good as the expensive ones.
 #
 # ## 3. Check the claims on numbers
 #
 # * The second-order integrator is more accurate per NFE: at 5, 10 and 20 NFE DPM-Solver++'s error
 #   is below DDIM's, and with 10 NFE it is within 10 % of DDIM's with 20.
-# * DPM-Solver++ at 10 NFE matches DDIM at 20 on FID: its FID is below the upper end of DDIM-20's
-#   interval.
+# * FID is flat from 10 NFE on: every deterministic sampler's interval there overlaps DDIM-50's.
 # * Class accuracy hardly depends on the integrator once it has 10 steps or more (within 0.05).
 
 # %%
-r = results
-claim(all(r["dpm++2m", k]["error"] < r["ddim", k]["error"] for k in (5, 10, 20))
-      and r["dpm++2m", 10]["error"] < 1.1 * r["ddim", 20]["error"],
-      "DPM-Solver++ integrates more accurately: error " + ", ".join(
-          f"{r['dpm++2m', k]['error']:.4f} vs {r['ddim', k]['error']:.4f} at {k} NFE" for k in (5, 10, 20))
-      + f"; DPM-Solver++-10 {r['dpm++2m', 10]['error']:.4f} vs DDIM-20 {r['ddim', 20]['error']:.4f}")
-claim(r["dpm++2m", 10]["fid"] < r["ddim", 20]["hi"],
-      f"DPM-Solver++ at 10 NFE matches DDIM-20: FID {r['dpm++2m', 10]['fid']:.1f} vs {r['ddim', 20]['fid']:.1f} "
-      f"(interval up to {r['ddim', 20]['hi']:.1f})")
-accs = [r[k]["accuracy"] for k in r if k[0] != "ddpm" and k[1] >= 10]
-claim(max(accs) - min(accs) < 0.05, f"accuracy from 10 steps on: {min(accs):.3f}-{max(accs):.3f}")
+lesson_07(results)
 
 # %% [markdown]
 # **Takeaways.** The sampler is chosen after training and can be changed at any time: the same
 # network, a different integrator. Measure quality against NFE on your own model, pick the
-# cheapest point that is as good as the expensive ones, and never ship a 1,000-step sampler.
+# cheapest point that is as good as the expensive ones (deterministic or stochastic: that choice is a
+# measurement too, and lessons 2 and 3 show it going both ways on this course's models).

@@ -68,7 +68,8 @@ import torch
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model
 from academy_diffusion.course.pretrain import NFE_GRID, read_manifest
-from academy_diffusion.course.reporting import claim, report, save_figure
+from academy_diffusion.course.claims import lesson_09
+from academy_diffusion.course.reporting import report, save_figure
 from academy_diffusion.data import balanced_labels, load_mnist
 from academy_diffusion.flow_matching import (
     TIME_SCALE,
@@ -341,39 +342,6 @@ report("09_flow_matching", n_per_w=n_w, **{f"accuracy_w{w:g}": a for w, a in acc
 # separate 98 % from 100 %).
 
 # %%
-se = lambda p, n: math.sqrt(max(p * (1 - p), 1 / n) / n)
-e = error
-claim(e["flow matching, Heun", 32] < 0.8 * e["flow matching, Euler", 32]
-      and e["flow matching, Heun", 8] > e["flow matching, Euler", 8],
-      f"Heun pays off only with small steps: error at 8 NFE {e['flow matching, Heun', 8]:.4f} vs Euler "
-      f"{e['flow matching, Euler', 8]:.4f}; at 32 NFE {e['flow matching, Heun', 32]:.4f} vs {e['flow matching, Euler', 32]:.4f}")
-claim(e["flow matching, Euler", 32] < e["flow matching, Euler", 4] / 3,
-      f"Euler converges: error {e['flow matching, Euler', 4]:.4f} at 4 NFE, {e['flow matching, Euler', 32]:.4f} at 32")
-ratios = [e["flow matching, Euler", k] / e["diffusion, DDIM", k] for k in (8, 16, 32)]
-claim(all(2 / 3 < r < 1.5 for r in ratios),
-      "per network call, Euler on the flow and DDIM on the diffusion ODE are about equally accurate: error ratios "
-      + ", ".join(f"{r:.2f}" for r in ratios) + " at 8, 16, 32 NFE")
-straight, walked, mapped = (float(d.median()) for d in bend.values())
-claim(walked > 2 * straight and 0.75 < mapped / straight < 1.33,
-      f"the flow paths bend less than DDIM's as walked ({straight:.3f} vs {walked:.3f}), and about as much as "
-      f"DDIM's in flow coordinates ({mapped:.3f})")
-if sweep:  # the recorded intervals (the shipped models)
-    r = {key: {int(k): v for k, v in sweep[key].items()} for key in METHODS}
-    claim(all(r["flow-euler"][k]["hi"] < r["ddim"][k]["lo"] for k in NFE_GRID),
-          "flow matching (Euler) beats DDIM at every NFE, intervals apart: " + ", ".join(
-              f"{r['flow-euler'][k]['fid']:.1f} vs {r['ddim'][k]['fid']:.1f}" for k in NFE_GRID))
-    claim(r["dpm++2m"][8]["hi"] < r["flow-euler"][8]["lo"] and r["flow-euler"][32]["hi"] < r["dpm++2m"][32]["lo"],
-          f"against DPM-Solver++ it loses at 8 NFE ({r['flow-euler'][8]['fid']:.1f} vs {r['dpm++2m'][8]['fid']:.1f}) "
-          f"and wins at 32 ({r['flow-euler'][32]['fid']:.1f} vs {r['dpm++2m'][32]['fid']:.1f})")
-    best_flow = min(r[m][k]["hi"] for m in ("flow-euler", "flow-heun") for k in r[m])
-    best_diffusion = min(r[m][k]["lo"] for m in ("ddim", "dpm++2m") for k in r[m])
-    claim(best_flow < best_diffusion, f"the flow model's best FID (upper end {best_flow:.1f}) is below the diffusion "
-          f"model's best with any sampler on the plot (lower end {best_diffusion:.1f})")
-if len(recorded) >= 2:  # guidance, on the recorded n = 10,000 sweep
-    (w_lo, a), (w_hi, b) = (lambda ks: ((ks[0], recorded[ks[0]]), (ks[-1], recorded[ks[-1]])))(
-        sorted(recorded, key=lambda key: float(key[1:])))
-    claim(b["accuracy"] - a["accuracy"] > 2 * math.hypot(se(a["accuracy"], a["n"]), se(b["accuracy"], b["n"])),
-          f"guidance on velocities raises accuracy: {a['accuracy']:.3f} at {w_lo.replace('w', 'w = ')} -> "
-          f"{b['accuracy']:.3f} at {w_hi.replace('w', 'w = ')} (n = {a['n']:,} each)")
-claim(accuracy[1.0] > 0.1 + 4 * se(0.1, n_w), f"the conditional model follows its labels at w = 1: accuracy "
-      f"{accuracy[1.0]:.3f} against 0.1 by chance (n = {n_w})")
+lesson_09(error, bend={k: float(d.median()) for k, d in zip(("flow", "ddim_walked", "ddim_flow_coords"), bend.values(),
+                                                             strict=True)},
+          sweep=sweep, recorded=recorded, accuracy_w1=accuracy[1.0], n_w=n_w)

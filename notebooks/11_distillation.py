@@ -67,7 +67,8 @@ import torch
 from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import course_model, course_students
 from academy_diffusion.course.pretrain import read_manifest
-from academy_diffusion.course.reporting import claim, report, save_figure
+from academy_diffusion.course.claims import lesson_11
+from academy_diffusion.course.reporting import report, save_figure
 from academy_diffusion.data import balanced_labels, load_mnist
 from academy_diffusion.device import autocast, time_interleaved
 from academy_diffusion.distillation import (
@@ -362,30 +363,5 @@ report("11_distillation", **{f"new_w_fid_{i}": v[0] for i, v in enumerate(new_w_
 #   model is a product decision that fixes one w.
 #
 # %%
-if metrics:
-    m = metrics
-    for k in (1, 2, 4):
-        best_teacher = min((m[key(k)] for kind, key in KEYS.items() if kind != "student" and key(k) in m
-                            and m[key(k)]["nfe"] == k), key=lambda r: r["fid"])
-        claim(m[f"student-{k}"]["hi"] < best_teacher["lo"],
-              f"at {k} call{'s' * (k > 1)} the student beats the teacher's best sampler at that cost: FID "
-              f"{m[f'student-{k}']['fid']:.1f} against {best_teacher['fid']:.1f} (n = {m['n']:,})")
-    cfg_w = teacher.meta.get("metrics", {}).get(f"w{GUIDANCE_W:g}")
-    if cfg_w:
-        claim(m["student-4"]["hi"] < cfg_w["fid"], f"the 4-step student's FID ({m['student-4']['fid']:.1f}, upper end "
-              f"{m['student-4']['hi']:.1f}) is below the teacher's recorded {cfg_w['sampler']} at w = {GUIDANCE_W:g} "
-              f"({cfg_w['fid']:.1f}, n = {cfg_w['n']:,}, 40 calls)")
-    ref = m[f"teacher-ddim-w{GUIDANCE_W:g}-20"]
-    recalls = [m[f"student-{k}"]["recall"] for k in (1, 2, 4)]
-    se_recall = (ref["recall"] * (1 - ref["recall"]) / m["n_pr"]) ** 0.5
-    claim(max(recalls) < ref["recall"] - 2 * se_recall, "the students cover less of the data than the teacher: recall "
-          + ", ".join(f"{r:.3f}" for r in recalls) + f" (1, 2, 4 calls) against {ref['recall']:.3f} (DDIM-20, "
-          f"n = {m['n_pr']:,})")
-f_new, f_trained = list(new_w_fid.values())[1], list(new_w_fid.values())[2]
-claim(f_new[1] > f_trained[2], f"guiding the student again at w = {w_new:g} ruins its FID: {f_new[0]:.1f} against "
-      f"{f_trained[0]:.1f} as trained (n = {n_live})")
-if metrics:
-    a, b = metrics["student-4-at-w3"], metrics["student-4"]
-    claim(a["lo"] > b["hi"] and a["recall"] < b["recall"] - 0.1 and a["accuracy"] > b["accuracy"] - 0.01,
-          f"recorded: guided again, the 4-step student keeps its accuracy ({a['accuracy']:.3f} vs {b['accuracy']:.3f}) "
-          f"and loses FID ({a['fid']:.1f} vs {b['fid']:.1f}) and recall ({a['recall']:.3f} vs {b['recall']:.3f})")
+guided_again, as_trained = list(new_w_fid.values())[1:]
+lesson_11(metrics, teacher.meta.get("metrics", {}).get(f"w{GUIDANCE_W:g}"), guided_again, as_trained, w_new, n_live)

@@ -9,6 +9,7 @@ from academy_diffusion.classifier import MNISTClassifier, accuracy, train_classi
 from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import (
     FID,
+    SmallSampleWarning,
     class_metrics,
     extract_features,
     feature_stats,
@@ -149,7 +150,7 @@ def test_classifier_training_and_fid_on_real_data(needs_mnist):
         pick = torch.randperm(10_000, generator=torch.Generator().manual_seed(0))[:1000]
         real = fid(test_x[pick], clf)
         noise = fid(torch.rand(1000, 1, 28, 28) * 2 - 1, clf, w=1.0)
-    assert any("n=1000" in str(c.message) for c in caught), "small n must warn"
+    assert any(issubclass(c.category, SmallSampleWarning) for c in caught), "small n must warn"
     assert real.n == 1000 and noise.w == 1.0
     assert real.value < real.baseline * 1.5 + 1.0
     assert noise.value > 10 * real.baseline, "uniform noise is nothing like digits"
@@ -174,3 +175,99 @@ def test_course_classifier_clears_99_percent(needs_mnist):
     assert accuracy(clf, test_x, test_y) == pytest.approx(meta["test_accuracy"], abs=1e-9)
     again, meta_again = load_classifier(verbose=False)  # second call: from the cache, same weights
     assert meta_again == meta
+
+
+# --- KID -------------------------------------------------------------------------------------------
+
+def _kid_by_loops(x, y):
+    """The unbiased MMD² with the cubic polynomial kernel, written out pair by pair, on features divided by
+    the real set's root-mean-square entry."""
+    scale = float((y ** 2).mean()) ** 0.5
+    x, y = x / scale, y / scale
+    d = x.shape[1]
+    k = lambda a, b: (float(a @ b) / d + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_the_pairwise_formula():
+    from academy_diffusion.metrics import kid
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 5, generator=gen), torch.randn(9, 5, generator=gen) + 0.3
+    assert kid(x, y) == pytest.approx(_kid_by_loops(x.double(), y.double()), rel=1e-10)
+    with pytest.raises(ValueError, match="at least 2"):
+        kid(x[:1], y)
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    """Pairs of sets from one distribution: KID averages 0 at any size (its mean over 200 pairs lies within
+    3 standard errors of 0 at n = 20 and n = 200), and it separates shifted distributions; the Fréchet
+    distance of the same pairs is positive and shrinks with n (its bias)."""
+    from academy_diffusion.metrics import kid
+
+    rng = torch.Generator().manual_seed(1)
+    for n in (20, 200):
+        kids = torch.tensor([kid(torch.randn(n, 8, generator=rng), torch.randn(n, 8, generator=rng))
+                             for _ in range(200)])
+        assert abs(kids.mean()) < 3 * kids.std() / 200 ** 0.5, (n, kids.mean(), kids.std())
+    shifted = kid(torch.randn(200, 8, generator=rng) + 0.5, torch.randn(200, 8, generator=rng))
+    assert shifted > 10 * kids.std()
+    fds = {n: np.mean([frechet_distance(*feature_stats(torch.randn(n, 8, generator=rng)),
+                                        *feature_stats(torch.randn(n, 8, generator=rng))) for _ in range(50)])
+           for n in (20, 200)}
+    assert fds[20] > 3 * fds[200] > 0
+
+
+def test_kid_interval_brackets_the_value_and_narrows_with_n():
+    from academy_diffusion.metrics import kid_interval
+
+    rng = torch.Generator().manual_seed(2)
+    real = torch.randn(400, 8, generator=rng)
+    widths = []
+    for n in (50, 400):
+        value, lo, hi = kid_interval(torch.randn(n, 8, generator=rng) + 0.2, real, n_boot=30)
+        assert lo < value < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0]
+
+
+def test_the_small_n_warning_shows_once_under_the_lessons_filter(needs_mnist):
+    """The lessons install a "once" filter (setup_lesson): two FIDs at small n, of two sizes, warn once."""
+    from academy_diffusion.metrics import fid_interval
+
+    clf = MNISTClassifier().eval()
+    images = torch.rand(30, 1, 28, 28) * 2 - 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("once", SmallSampleWarning)
+        fid(images, clf, baseline=False)
+        fid_interval(images[:20], clf, n_boot=3)
+        fid(images, clf, baseline=False, warn=False)
+    small = [w for w in caught if issubclass(w.category, SmallSampleWarning)]
+    assert len(small) == 1 and "5,000" in str(small[0].message)
+    assert small[0].filename == __file__  # it points at the caller, not at the package
+
+
+def test_fid_difference_of_paired_sets(needs_mnist):
+    """The paired difference equals the difference of the two FIDs, and its interval is narrower than
+    either set's own interval (the shared sampling noise cancels); a change that moves nothing gives 0."""
+    from academy_diffusion.metrics import fid_difference, fid_interval
+
+    clf = MNISTClassifier().eval()
+    x, _ = load_mnist("test", subset=300)
+    y = x.clone()
+    y[..., 1:4, 1:4] = 1.0
+    value, lo, hi = fid_difference(x, y, clf, n_boot=20)
+    f_x = fid(x, clf, baseline=False, warn=False).value
+    f_y = fid(y, clf, baseline=False, warn=False).value
+    assert value == pytest.approx(f_y - f_x, rel=1e-6)
+    assert lo < value < hi
+    _, lo_x, hi_x = fid_interval(x, clf, n_boot=20, warn=False)
+    assert hi - lo < hi_x - lo_x
+    assert fid_difference(x, x.clone(), clf, n_boot=5) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="paired"):
+        fid_difference(x, y[:10], clf)

@@ -3,7 +3,9 @@ outputs, with one identical setup cell, and each checks its claims with assertio
 (The lessons themselves run under nbval as part of the same test command.)"""
 
 import ast
+import inspect
 import re
+import textwrap
 from pathlib import Path
 
 import jupytext
@@ -103,8 +105,16 @@ claim(True, "always")
 
 @pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)
 def test_each_lesson_checks_its_claims(source):
+    """Each lesson hands its measured numbers to its function in ``course.claims`` (where tests/test_claims.py
+    plants a wrong result for every claim) and makes no claim or assertion of its own that cannot fail."""
+    from academy_diffusion.course import claims
+
     code = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "code")
     code = "\n".join(line for line in code.splitlines() if not line.startswith(("%", "!")))
-    assert code.count("claim(") >= 2, f"{source.name} must check its teaching claims on measured values (claim)"
+    number = source.stem[:2]
+    assert f"lesson_{number}(" in code, f"{source.name} must check its teaching claims: call claims.lesson_{number}"
+    checks = inspect.getsource(getattr(claims, f"lesson_{number}"))
+    assert checks.count("claim(") >= 2, f"claims.lesson_{number} must check at least two claims"
     assert "report(" in code, f"{source.name} must report its measured numbers"
     assert vacuous_claims(code) == [], f"{source.name} has claims that cannot fail"
+    assert vacuous_claims(textwrap.dedent(checks)) == [], f"claims.lesson_{number} has claims that cannot fail"

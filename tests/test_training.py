@@ -72,3 +72,26 @@ def test_short_real_training_lowers_the_loss(needs_mnist):
     assert first > 0.6, f"initial loss {first:.3f} should be near 1"
     assert last < 0.5 * first, f"loss went from {first:.3f} to {last:.3f}: it did not fall enough"
     assert result.images_per_second > 0
+
+
+def test_x0_error_is_the_noise_error_amplified(linear_schedule):
+    """A stand-in network that always predicts ε̂ = 0: then x̂0 = x_t / √ᾱ and its error is
+    √((1−ᾱ)/ᾱ) · ε exactly, so x0_error_by_timestep must equal √(loss · (1−ᾱ)/ᾱ), with the loss
+    (mean ε²) from loss_by_timestep on the same images and noise."""
+    from academy_diffusion.training import loss_by_timestep, x0_error_by_timestep
+
+    class Zero(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t, y=None):
+            return x * self.w
+
+    x0 = torch.rand(16, 1, 28, 28) * 2 - 1
+    levels = [0, 250, 500, 999]
+    loss = loss_by_timestep(Zero(), linear_schedule, x0, levels)
+    err = x0_error_by_timestep(Zero(), linear_schedule, x0, levels)
+    abar = linear_schedule.alpha_bars[levels]
+    assert torch.allclose(err, (loss * (1 - abar) / abar).sqrt(), rtol=1e-4)
+    assert err[-1] > 100 * err[1] > 0  # the amplification at the noisy end

@@ -31,6 +31,7 @@ from ..metrics import (
     extract_features,
     fid,
     fid_interval,
+    legible_share,
     precision_recall,
     real_baseline,
 )
@@ -335,16 +336,6 @@ def measure_students(classifier, device, n: int, n_pr: int = 2000) -> dict:
 # lesson 3's question as distributions: (sampler, steps, eta) for each setting compared
 SAMPLER_SETTINGS = {"ddim-20": ("ddim", 20, 0.0), "ddim-20-eta1": ("ddim", 20, 1.0), "ddpm-1000": ("ddpm", None, 0.0)}
 COMPARE_CHUNK = 250  # samples per stored chunk: a long run resumes where it stopped, and two workers can share it
-
-
-def legible_share(classifier, images: torch.Tensor, threshold: float = 0.9) -> float:
-    """The fraction of ``images`` the classifier reads as some digit with probability >= ``threshold``:
-    a stand-in for "legible digits in a grid", computed the same way on real digits for its baseline."""
-    device = next(classifier.parameters()).device
-    with torch.no_grad():
-        probs = torch.cat([classifier(images[i:i + 2500].to(device)).float().softmax(1).cpu()
-                           for i in range(0, len(images), 2500)])
-    return (probs.max(1).values >= threshold).double().mean().item()
 
 
 def compare_samplers(kind: str, classifier, device, n: int, settings=tuple(SAMPLER_SETTINGS),
