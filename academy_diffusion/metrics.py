@@ -23,8 +23,10 @@ FID_MIN_RELIABLE_N = 5000
 
 
 class SmallSampleWarning(UserWarning):
-    """An FID measured on fewer than ``FID_MIN_RELIABLE_N`` samples (its message never varies, so that a
-    ``"once"`` filter shows it once per session: the lessons install one, see ``course.setup_lesson``)."""
+    """An FID measured on fewer than ``FID_MIN_RELIABLE_N`` samples (see :func:`warn_if_small`)."""
+
+
+_warned = {"small_n": False}  # warn_if_small speaks once per process
 
 
 # --- Frechet distance --------------------------------------------------------------------------
@@ -137,10 +139,17 @@ def baseline_images(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def warn_if_small(n: int) -> None:
-    """Warn (:class:`SmallSampleWarning`, pointing at the caller's caller) when an FID rests on n < 5,000."""
-    if n < FID_MIN_RELIABLE_N:
+    """Warn (:class:`SmallSampleWarning`) the first time in this process that an FID rests on n < 5,000.
+
+    Once, not at every FID: a lesson (one kernel) compares many FIDs at small n, each at equal n and beside
+    the real-vs-real baseline, and a warning at every one would bury the output. (Python's own "once"
+    filter is not enough: notebooks reset it whenever a library touches the warning filters.)
+    """
+    if n < FID_MIN_RELIABLE_N and not _warned["small_n"]:
+        _warned["small_n"] = True
         warnings.warn(f"an FID on fewer than {FID_MIN_RELIABLE_N:,} samples is mostly small-sample bias: compare it "
-                      "only with FIDs (and the real-vs-real baseline) at the same n", SmallSampleWarning, stacklevel=3)
+                      "only with FIDs (and the real-vs-real baseline) at the same n; this warning is shown once",
+                      SmallSampleWarning, stacklevel=3)
 
 
 def fid(samples: torch.Tensor, classifier: nn.Module, w: float | None = None, baseline: bool = True,
@@ -280,7 +289,7 @@ def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 # --- KID: an unbiased alternative to FID -------------------------------------------------------
 
-def kid(fake: torch.Tensor, real: torch.Tensor) -> float:
+def kid(fake: torch.Tensor, real) -> float:
     """Kernel Inception Distance (Bińkowski et al., 2018) of ``fake [M, D]`` against ``real [N, D]`` features.
 
     The squared maximum mean discrepancy with the cubic polynomial kernel k(x, y) = (x·y / D + 1)³,
@@ -293,24 +302,48 @@ def kid(fake: torch.Tensor, real: torch.Tensor) -> float:
     ×1000 by convention. Both sets are first divided by the real features' root-mean-square value, so
     that x·y / D is of order 1 as it is for the Inception features KID was defined on (the course
     classifier's ReLU features are larger, and a cubic kernel would let a few big products dominate).
-    Inputs on any device; computed in float64 on the CPU.
+    ``real`` is the features or a :class:`KIDReference` made from them. Computed in float64 on the CPU.
     """
-    scale = real.double().cpu().pow(2).mean().sqrt()
-    x, y = fake.double().cpu() / scale, real.double().cpu() / scale
-    if len(x) < 2 or len(y) < 2:
+    ref = real if isinstance(real, KIDReference) else kid_reference(real)
+    if len(fake) < 2:
         raise ValueError("KID needs at least 2 points in each set")
-    d = x.shape[1]
-    kernel = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
-    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
-    m, n = len(x), len(y)
-    return ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-            - 2 * kxy.mean()).item()
+    x = fake.double().cpu() / ref.scale
+    kxx, kxy = _cubic_kernel(x, x), _cubic_kernel(x, ref.features)
+    m = len(x)
+    return ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + ref.self_term - 2 * kxy.mean()).item()
+
+
+def _cubic_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a @ b.T / a.shape[1] + 1) ** 3
+
+
+@dataclass
+class KIDReference:
+    """The real side of KID, computed once for many sets: the real features divided by their root-mean-square
+    entry ``scale``, and their own kernel term mean_{i≠j} k(r_i, r_j) (:func:`kid_reference`)."""
+
+    features: torch.Tensor
+    scale: float
+    self_term: float
+
+
+def kid_reference(real: torch.Tensor) -> KIDReference:
+    """Prepare ``real [N, D]`` features for :func:`kid`: pass the result instead of the features to score
+    many sets against the same real digits without recomputing the N × N kernel each time."""
+    if len(real) < 2:
+        raise ValueError("KID needs at least 2 points in each set")
+    scale = real.double().cpu().pow(2).mean().sqrt().item()
+    y = real.double().cpu() / scale
+    kyy = _cubic_kernel(y, y)
+    n = len(y)
+    return KIDReference(y, scale, ((kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))).item())
 
 
 def kid_interval(fake: torch.Tensor, real: torch.Tensor, n_boot: int = 40, level: float = 0.9,
                  seed: int = 0) -> tuple[float, float, float]:
     """KID of ``fake`` against ``real`` features with an approximate ``level`` interval ``(value, low, high)``:
     value ± z · the standard deviation of KID over bootstrap resamples of ``fake`` (as :func:`fid_interval`)."""
+    real = real if isinstance(real, KIDReference) else kid_reference(real)
     value = kid(fake, real)
     gen = torch.Generator().manual_seed(seed)
     # a resample repeats points, which biases its KID upwards (a repeated pair counts as i ≠ j): as in
@@ -371,14 +404,15 @@ def kmeans(features: torch.Tensor, k: int = 10, iters: int = 50, seed: int = 0) 
 
 
 def cluster_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 10, min_share: float = 0.2,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, centres: torch.Tensor | None = None) -> dict:
     """Mode coverage: cluster the *real* features ``[N, D]`` with k-means, assign both sets to the clusters.
 
     Returns ``real_shares`` and ``fake_shares`` (``[k]`` lists) and ``covered``: the number of
     clusters whose share among the samples is at least ``min_share`` times their share among
     real digits. A collapsed generator leaves clusters empty even when its samples look fine.
+    ``centres``: the clusters, when already fitted (``kmeans(real, k, seed=seed)``) for several sets.
     """
-    centres = kmeans(real, k, seed=seed)
+    centres = kmeans(real, k, seed=seed) if centres is None else centres.double().cpu()
     share = lambda f: torch.bincount(torch.cdist(f.double().cpu(), centres).argmin(1), minlength=k).double() / len(f)
     r, f = share(real), share(fake)
     return {"real_shares": r.tolist(), "fake_shares": f.tolist(), "covered": int((f >= min_share * r).sum())}

@@ -88,13 +88,30 @@ def smooth(values: torch.Tensor, window: int = 50) -> torch.Tensor:
     return values.unfold(0, window, 1).mean(dim=1)
 
 
+def plain_log_axis(ax, axis: str = "y", ticks=None) -> None:
+    """Make ``axis`` ("x" or "y") of ``ax`` logarithmic, labelled with plain numbers: at ``ticks`` when given,
+    else at 1, 2 and 5 times each power of ten, and no minor ticks (matplotlib's default labels on a short
+    log axis, 2×10¹ beside 3×10¹ beside 4×10¹, crowd and overlap)."""
+    ticker = plt.matplotlib.ticker
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks is not None:
+        getattr(ax, f"set_{axis}ticks")(list(ticks), [f"{k:g}" for k in ticks])
+    else:
+        target.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        target.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_locator(ticker.NullLocator())
+
+
 def log_cost_axis(ax, ticks, xlabel: str) -> None:
     """Tidy a quality-against-cost plot whose axes are logarithmic: the x ticks only at ``ticks``, labelled
     as plain numbers (no minor ticks, no 10^k notation on either axis), a light grid, a legend if any."""
-    ax.set(xscale="log", xlabel=xlabel)
-    ax.set_xticks(list(ticks), [f"{k:g}" for k in ticks])
-    ax.minorticks_off()
-    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(xlabel)
+    plain_log_axis(ax, "x", ticks)
+    if ax.get_yscale() == "log":
+        plain_log_axis(ax, "y")
+    else:
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

@@ -67,7 +67,7 @@ from academy_diffusion.classifier import load_classifier
 from academy_diffusion.course import cached_sample, course_model
 from academy_diffusion.data import balanced_labels
 from academy_diffusion.metrics import class_metrics, fid, fid_interval, find_elbow, real_baseline
-from academy_diffusion.plotting import show_rows
+from academy_diffusion.plotting import plain_log_axis, show_rows
 from academy_diffusion.course.claims import lesson_05
 from academy_diffusion.course.reporting import report, save_figure
 from academy_diffusion.samplers import GUIDANCE_W, initial_noise
@@ -113,8 +113,8 @@ ax.errorbar(W_SWEEP, fid_curve, yerr=[fid_curve - [lo[w] for w in W_SWEEP], [hi[
             fmt="o-", capsize=3, label=f"generated (n = {n} per w, 90% intervals)")
 ax.axhline(baseline, color="gray", ls="--", label=f"real vs real (n = {n})")
 ax.plot([best_w], [fids[best_w].value], "r*", ms=16, label=best_label)
-ax.set(xlabel="guidance scale w", ylabel="FID (MNIST-classifier features)", yscale="log",
-       title="FID is a curve in w, not a point")
+ax.set(xlabel="guidance scale w", ylabel="FID (MNIST-classifier features)", title="FID is a curve in w, not a point")
+plain_log_axis(ax, "y")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=9)
 save_figure(fig, "05_fid_vs_w")
@@ -216,7 +216,9 @@ fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(ns, [gen_at_n[k] for k in ns], "o-", label=f"generated, w = {best_w}")
 ax.plot(ns_real, [real_at_n[k] for k in ns_real], "s--", color="gray", label="real vs real")
 ax.axvline(5000, color="r", lw=1, ls=":", label="n = 5,000 (below it, compare only at equal n)")
-ax.set(xscale="log", yscale="log", xlabel="sample count n", ylabel="FID", title="FID depends on n")
+ax.set(xlabel="sample count n", ylabel="FID", title="FID depends on n")
+plain_log_axis(ax, "x", ns_real)
+plain_log_axis(ax, "y")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=9)
 save_figure(fig, "05_fid_vs_n")
@@ -235,9 +237,11 @@ report("05_fid_elbow", **{f"fid_at_n{k}": gen_at_n[k] for k in ns},
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot([fids[w].value for w in W_SWEEP], [accs[w] for w in W_SWEEP], "o-")
-for w in W_SWEEP:
-    ax.annotate(f"w={w}", (fids[w].value, accs[w]), textcoords="offset points", xytext=(5, -10), fontsize=9)
-ax.set(xscale="log", xlabel=f"FID (n = {n})", ylabel="class accuracy", title="The guidance trade-off")
+for i, w in enumerate(W_SWEEP):  # labels alternate below and above the points, which crowd at accuracy 1
+    ax.annotate(f"w={w}", (fids[w].value, accs[w]), textcoords="offset points", xytext=(-4, -14 if i % 2 else 7),
+                fontsize=9)
+ax.set(xlabel=f"FID (n = {n})", ylabel="class accuracy", title="The guidance trade-off", ylim=(0, 1.1))
+plain_log_axis(ax, "x")
 ax.grid(alpha=0.3)
 save_figure(fig, "05_accuracy_vs_fid")
 plt.show()

@@ -64,7 +64,7 @@ from academy_diffusion.course import cached_sample, course_model
 from academy_diffusion.data import load_mnist
 from academy_diffusion.metrics import fid_interval, real_baseline, timestep_sensitivity
 from academy_diffusion.models import TimestepEmbedding
-from academy_diffusion.plotting import plot_losses, show_rows
+from academy_diffusion.plotting import plain_log_axis, plot_losses, show_rows
 from academy_diffusion.course.claims import lesson_06
 from academy_diffusion.course.reporting import report, save_figure
 from academy_diffusion.training import loss_by_timestep, x0_error_by_timestep
@@ -119,8 +119,10 @@ per_t = {name: loss_by_timestep(ck.model, ck.schedule, probe_x, T_PROBE)
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for name, losses in per_t.items():
     ax.plot([t + 1 for t in T_PROBE], losses.numpy(), "o-", label=name)
-ax.set(xscale="log", yscale="log", xlabel="noise level k (log scale)", ylabel="L_simple at that level",
+ax.set(xlabel="noise level k (log scale)", ylabel="L_simple at that level",
        title="Loss per timestep: where the dead model pays")
+plain_log_axis(ax, "x", (1, 10, 100, 1000))
+plain_log_axis(ax, "y")
 ax.grid(alpha=0.3)
 ax.legend()
 save_figure(fig, "06_loss_per_timestep")
@@ -166,7 +168,9 @@ axes[1].axhline(1.0, color="gray", ls=":", lw=1, label="RMS error 1 (half the pi
 axes[1].set(ylabel="RMS error of x̂0 (pixels in [-1, 1])", title="Error of the image the sampler steers towards")
 axes[1].legend(fontsize=8)
 for ax in axes:
-    ax.set(xscale="log", yscale="log", xlabel="noise level k (log scale)")
+    ax.set(xlabel="noise level k (log scale)")
+    plain_log_axis(ax, "x", (1, 10, 100, 1000))
+    plain_log_axis(ax, "y")
     ax.grid(alpha=0.3)
 save_figure(fig, "06_x0_amplification")
 plt.show()
@@ -232,8 +236,7 @@ report("06_dead_timestep_embedding", n=n, fid_healthy=fids["healthy"][0], fid_de
 # embedding is blended towards the one of a fixed t = 500, e(t) → (1 − a)·e(t) + a·e(500). At
 # a = 1 the network sees the same embedding for every t: dead again, though not zero. To tie the
 # check to what matters, each weakened model also samples (the same sampler, on the first
-# `fast_samples` noises) and is scored: the bar for "healthy" is the lowest sensitivity whose
-# samples are not measurably worse than the intact model's.
+# `fast_samples` noises) and is scored against the intact model (a = 0).
 
 # %%
 class Blended(torch.nn.Module):
@@ -246,38 +249,50 @@ class Blended(torch.nn.Module):
     def forward(self, t):
         return (1 - self.a) * self.embedding(t) + self.a * self.embedding(torch.full_like(t, 500))
 
-images, _ = load_mnist("test", subset=100)
-probe = healthy.schedule.q_sample(images, torch.full((100,), 500), torch.randn_like(images))
-health = {name: timestep_sensitivity(ck.model, probe) for name, ck in (("healthy", healthy), ("dead", dead))}
+images, _ = load_mnist("test", subset=500)
+probes = [healthy.schedule.q_sample(images[100 * k:100 * (k + 1)], torch.full((100,), 500),
+                                    torch.randn((100, 1, 28, 28), generator=torch.Generator().manual_seed(k)))
+          for k in range(5)]  # five draws of 100 digits and noise: the check's own noise
+
+
+def sensitivity(model):
+    """The health check, averaged over the five probes; also the spread of the five readings."""
+    readings = torch.tensor([timestep_sensitivity(model, p) for p in probes])
+    return readings.mean().item(), readings.std().item()
+
+health = {name: sensitivity(ck.model) for name, ck in (("healthy", healthy), ("dead", dead))}
+noise = health["healthy"][1]
+bar = health["healthy"][0] - 3 * noise
 BLEND = [0.0, 0.1, 0.25, 0.5, 1.0]
 m = ctx.profile.fast_samples
 weakened, blend_fid = {}, {}
 for a in BLEND:
     model = copy.deepcopy(healthy.model)
     model.time_embedding = Blended(model.time_embedding, a)
-    weakened[a] = timestep_sensitivity(model, probe)
+    weakened[a] = sensitivity(model)[0]
     if a < 1.0:
         out = sample(model, healthy.schedule, m, sampler="ddim", steps=steps, eta=1.0, x_T=x_T[:m], progress=False)
         blend_fid[a] = fid_interval(out.images, classifier)
-for name, v in health.items():
-    print(f"{name:>8}: share of the output that depends on t = {v:.4f}")
+for name, (v, spread) in health.items():
+    print(f"{name:>8}: share of the output that depends on t = {v:.4f} (spread over 5 probes {spread:.4f})")
+print(f"bar: {bar:.4f} = the healthy reading minus 3 times its spread (the check's own noise)")
 for a, v in weakened.items():
     shown = f"FID {blend_fid[a][0]:7.1f} ({blend_fid[a][1]:.1f}-{blend_fid[a][2]:.1f}; n = {m})" if a in blend_fid else ""
-    print(f"  healthy model, embedding blended with a = {a:<4}: sensitivity {v:.4f}  {shown}")
-intact = blend_fid[0.0]
-fine = [a for a in blend_fid if blend_fid[a][1] <= intact[2]]  # intervals that reach the intact model's
-bar = min(weakened[a] for a in fine)
-print(f"bar: {bar:.4f}, the sensitivity of the weakest embedding whose FID interval still overlaps the intact "
-      "model's; every weaker one drew measurably worse samples here")
-report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"], sensitivity_dead=health["dead"],
-       sensitivity_bar=bar, **{f"sensitivity_blend_{a:g}": v for a, v in weakened.items()},
+    flag = "below the bar" if v < bar else "passes"
+    print(f"  healthy model, embedding blended with a = {a:<4}: sensitivity {v:.4f} ({flag})  {shown}")
+report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"][0], sensitivity_dead=health["dead"][0],
+       sensitivity_noise=noise, sensitivity_bar=bar, **{f"sensitivity_blend_{a:g}": v for a, v in weakened.items()},
        **{f"fid_blend_{a:g}": f[0] for a, f in blend_fid.items()})
 
 # %% [markdown]
 # The check falls with the embedding's strength and reads zero (up to round-off) whenever t no
-# longer reaches the network, whether the embedding is zero or merely constant. Its bar is not a
-# universal number: it is this model's, at this n, and a sharper FID (a larger n) could move it. What
-# carries over is the method: weaken on purpose, and see where the samples start to pay.
+# longer reaches the network, whether the embedding is zero or merely constant. Its bar comes from
+# its own noise: five probes of 100 digits each give the healthy model slightly different readings,
+# and only a reading well below their spread says anything. Now compare the two columns. The mildest
+# weakening passes the check, within its noise of the intact model, yet its samples are measurably
+# worse: the network was trained with *these* embeddings and suffers from any change to them. The
+# check is a smoke alarm for an embedding that is dead or badly broken (it reads far below the bar),
+# not a gauge of sample quality; only samples and their FID grade that.
 #
 # ## 6. Check the claims on numbers
 #
@@ -287,9 +302,10 @@ report("06_dead_timestep_embedding", sensitivity_healthy=health["healthy"], sens
 #   healthy model's, and that level is among the noisiest (k > 800), where x̂0 amplifies the error:
 #   there the dead model's x̂0 is off by more than twice as much as the healthy model's.
 # * Its samples are worse: the intervals of the two FIDs are apart.
-# * The health check predicts sample quality: the healthy model reads above the bar that section 5
-#   calibrated on its own weakened copies, the dead model below it, and the weakened copies' FID
-#   rises as their sensitivity falls (the most weakened one apart from the intact one).
+# * The health check falls as the embedding weakens; the dead model and the strongly weakened copies
+#   (a ≥ 0.25) read below the bar set by the check's own noise.
+# * It is a smoke alarm, not a quality gauge: the mildest weakening (a = 0.1) passes the check while
+#   its FID interval lies above the intact model's.
 
 # %%
 steps_common = min(len(d_loss), len(h_loss))  # compare at the same step count, whatever each was trained for
@@ -298,7 +314,8 @@ lesson_06(loss_end={name: x[steps_common - tenth:steps_common].mean().item() for
                     (("healthy", h_loss), ("dead", d_loss))},
           loss_ratio=dict(zip([t + 1 for t in T_PROBE], ratio.tolist(), strict=True)),
           x0_error={name: dict(zip([t + 1 for t in T_PROBE], e.tolist(), strict=True)) for name, e in x0_err.items()},
-          fids=fids, health=health, bar=bar, blend=[(weakened[a], blend_fid[a]) for a in blend_fid])
+          fids=fids, health={k: v[0] for k, v in health.items()}, bar=bar,
+          blend=[(a, weakened[a], blend_fid.get(a)) for a in BLEND])
 
 # %% [markdown]
 # **Takeaways.** A falling loss does not prove the network uses t. When training converges

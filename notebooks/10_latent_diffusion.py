@@ -220,7 +220,7 @@ report("10_latent_diffusion", **{f"fid_{k}": v[0] for k, v in sample_fid.items()
 
 # %% [markdown]
 # **At equal epochs the latent model is clearly worse** (the intervals above are far apart, and the
-# recorded n = 10,000 values say the same). Its strokes are as clean as real ones, because the decoder
+# recorded n = 10,000 values, drawn with η = 0, say the same). Its strokes are as clean as real ones, because the decoder
 # draws them, but many shapes are not digits. The decoder is not the reason: the floor is far below, so
 # the loss is in the denoiser, which learned this space less well in the same 20 epochs. The page's
 # "quality improves" is a statement about Stable Diffusion's large images; for this autoencoder on MNIST
@@ -310,7 +310,7 @@ for space in ("pixel", "latent"):
     race[space] = {"steps": k, "seconds": result.seconds, "images": images, "fid": fid_interval(images, classifier)}
     f, lo, hi = race[space]["fid"]
     print(f"{space:>6}: {k:5,} steps in {result.seconds:5.1f} s -> FID {f:.1f} ({lo:.1f}-{hi:.1f}; n = {n_race}, "
-          f"DDIM-{steps})")
+          f"DDIM-{steps}, η = 1)")
 print(f"real-vs-real at n = {n_race}: {real_baseline(classifier, n_race):.1f}")
 fig = show_rows({f"{s}, {race[s]['seconds']:.0f} s of training": race[s]["images"][:12] for s in race},
                 title=f"Equal training time ({budget:g} s each, this device)")

@@ -315,6 +315,8 @@ def test_kmeans_and_cluster_coverage_find_a_missing_mode():
     assert metrics.cluster_coverage(real, healthy, k=4)["covered"] == 4
     cov = metrics.cluster_coverage(real, collapsed, k=4)
     assert cov["covered"] == 3 and sorted(cov["fake_shares"])[0] == 0.0 and sum(cov["real_shares"]) == 1.0
+    # the true centres, given: the same verdict without fitting
+    assert metrics.cluster_coverage(real, collapsed, k=4, centres=centres)["covered"] == 3
 
 
 def test_pairwise_study_tallies_agreement_with_fid():

@@ -76,8 +76,9 @@ def healthy_06():
                 x0_error={"healthy": dict(zip(levels, healthy_err, strict=True)),
                           "dead": {k: e * r ** 0.5 for k, e, r in zip(levels, healthy_err, ratios, strict=True)}},
                 fids={"healthy": ival(43.9, 5.6), "dead": ival(1702, 40)},
-                health={"healthy": 0.19, "dead": 5e-16}, bar=0.025,
-                blend=[(0.19, ival(60, 9)), (0.025, ival(64, 9)), (5.4e-4, ival(300, 20)), (4.4e-6, ival(1500, 50))])
+                health={"healthy": 0.1918, "dead": 5e-16}, bar=0.1891,
+                blend=[(0.0, 0.1918, ival(64, 13)), (0.1, 0.1896, ival(119, 16)), (0.25, 0.1573, ival(1037, 33)),
+                       (0.5, 0.0252, ival(3557, 46)), (1.0, 5e-16, None)])
 
 
 def healthy_07():
@@ -142,6 +143,7 @@ def at(*path):
             for key in path[:-1]:
                 target = target[key]
             target[path[-1]] = value
+        plant.describe = f"{'/'.join(map(str, path))} = {value}"
         return plant
     return setter
 
@@ -151,11 +153,14 @@ def both(*plants):
     def plant(kwargs):
         for p in plants:
             p(kwargs)
+    plant.describe = "; ".join(p.describe for p in plants)
     return plant
 
 
 def sweep_point(method, nfe, fid, half=4.0):
-    return at("sweep", method, str(nfe))({"fid": fid, "lo": fid - half, "hi": fid + half, "n": 2000})
+    plant = at("sweep", method, str(nfe))({"fid": fid, "lo": fid - half, "hi": fid + half, "n": 2000})
+    plant.describe = f"recorded {method} at {nfe} NFE: FID {fid} ± {half}"
+    return plant
 
 
 # lesson -> (healthy numbers, [(the claim's message starts with, planted wrong result), ...])
@@ -197,9 +202,10 @@ CASES = {
         ("it pays at the noisiest levels", at("loss_ratio", 351)(9.0)),  # the failure sits mid-range instead
         ("it pays at the noisiest levels", at("x0_error", "dead", 1000)(2.0)),
         ("its samples are worse", at("fids", "dead")(ival(50.0, 7))),
-        ("the check tracks sample quality", at("blend")([(0.19, ival(60, 9)), (0.025, ival(61, 9)),
-                                                         (5.4e-4, ival(62, 9)), (4.4e-6, ival(63, 9))])),
-        ("the check tracks sample quality", at("bar")(1e-17)),
+        ("the check falls as the embedding weakens", at("blend", 2)((0.25, 0.1900, ival(1037, 33)))),
+        ("the check falls as the embedding weakens", at("bar")(1e-17)),
+        ("a smoke alarm, not a quality gauge", at("blend", 1)((0.1, 0.1896, ival(70, 14)))),
+        ("a smoke alarm, not a quality gauge", at("blend", 1)((0.1, 0.1850, ival(119, 16)))),
     ]),
     "07": (healthy_07, [
         ("DPM-Solver++ integrates more accurately", at("results", ("dpm++2m", 10), "error")(0.06)),

@@ -144,6 +144,9 @@ def test_classifier_training_and_fid_on_real_data(needs_mnist):
     feats = extract_features(clf, test_x[:100])
     assert feats.shape == (100, 128)
 
+    import academy_diffusion.metrics as metrics_module
+
+    metrics_module._warned["small_n"] = False  # whatever ran before in this process
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # a random 1,000 (MNIST's first 5,000 test digits come from other writers than the last 5,000)
@@ -199,6 +202,9 @@ def test_kid_matches_the_pairwise_formula():
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(7, 5, generator=gen), torch.randn(9, 5, generator=gen) + 0.3
     assert kid(x, y) == pytest.approx(_kid_by_loops(x.double(), y.double()), rel=1e-10)
+    from academy_diffusion.metrics import kid_reference
+
+    assert kid(x, kid_reference(y)) == pytest.approx(kid(x, y), rel=1e-12)  # the real side, prepared once
     with pytest.raises(ValueError, match="at least 2"):
         kid(x[:1], y)
 
@@ -235,21 +241,30 @@ def test_kid_interval_brackets_the_value_and_narrows_with_n():
     assert widths[1] < widths[0]
 
 
-def test_the_small_n_warning_shows_once_under_the_lessons_filter(needs_mnist):
-    """The lessons install a "once" filter (setup_lesson): two FIDs at small n, of two sizes, warn once."""
-    from academy_diffusion.metrics import fid_interval
+def test_the_small_n_warning_shows_once_per_process(needs_mnist, monkeypatch):
+    """Three FIDs at small n (two sizes, through fid and fid_interval) warn once, pointing at the caller, even
+    when the warning filters are reset in between (as notebooks do); n >= 5,000 never warns."""
+    from academy_diffusion import metrics
 
+    monkeypatch.setitem(metrics._warned, "small_n", False)
     clf = MNISTClassifier().eval()
     images = torch.rand(30, 1, 28, 28) * 2 - 1
     with warnings.catch_warnings(record=True) as caught:
-        warnings.resetwarnings()
-        warnings.simplefilter("once", SmallSampleWarning)
+        warnings.simplefilter("always")
         fid(images, clf, baseline=False)
-        fid_interval(images[:20], clf, n_boot=3)
-        fid(images, clf, baseline=False, warn=False)
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        metrics.fid_interval(images[:20], clf, n_boot=3)
+        fid(images, clf, baseline=False)
     small = [w for w in caught if issubclass(w.category, SmallSampleWarning)]
     assert len(small) == 1 and "5,000" in str(small[0].message)
     assert small[0].filename == __file__  # it points at the caller, not at the package
+    monkeypatch.setitem(metrics._warned, "small_n", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics.warn_if_small(5000)
+        fid(images, clf, baseline=False, warn=False)
+    assert not caught and not metrics._warned["small_n"]
 
 
 def test_fid_difference_of_paired_sets(needs_mnist):
@@ -271,3 +286,22 @@ def test_fid_difference_of_paired_sets(needs_mnist):
     assert fid_difference(x, x.clone(), clf, n_boot=5) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="paired"):
         fid_difference(x, y[:10], clf)
+
+
+def test_legible_share_counts_confident_readings():
+    """A stand-in classifier that is sure (p ≈ 1) of bright images and undecided (p = 0.1) about dark ones:
+    the legible share is the share of bright images, whatever the threshold between 0.1 and 1."""
+    from academy_diffusion.metrics import legible_share
+
+    class StandIn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(50.0))
+
+        def forward(self, x):
+            bright = (x.flatten(1).mean(1) > 0).float()
+            return torch.nn.functional.pad((self.scale * bright)[:, None], (0, 9))
+
+    images = torch.cat([torch.ones(3, 1, 28, 28), -torch.ones(7, 1, 28, 28)])
+    assert legible_share(StandIn(), images) == pytest.approx(0.3)
+    assert legible_share(StandIn(), images, threshold=0.05) == pytest.approx(1.0)

@@ -105,3 +105,22 @@ def test_readme_results_table_is_the_manifest():
     block = re.search(r"<!-- results:start -->\n(.*?)\n<!-- results:end -->", readme, re.S)
     assert block and block.group(1) == results_table(MAN), (
         "regenerate: python -m academy_diffusion.course.pretrain --table")
+
+
+def test_record_measurement_stores_the_result_with_where_and_how_long(tmp_path, monkeypatch):
+    """An offline measurement lands under manifest[kind][key] with the device, the seconds and (when it trains)
+    the code version; merge keeps what an earlier, interrupted or partial run stored; the rest of the entry stays."""
+    from academy_diffusion.course import pretrain
+
+    monkeypatch.setattr(pretrain, "MANIFEST", tmp_path / "manifest.json")
+    pretrain.MANIFEST.write_text(json.dumps({"linear": {"file": "linear.pt", "samplers": {"ddim-20": 1}}}))
+    monkeypatch.setattr(pretrain, "load_classifier", lambda device, verbose=False: ("the classifier", {}))
+    pretrain.record_measurement("linear", "samplers", lambda clf, dev: {"ddpm-1000": 2, "used": clf}, merge=True)
+    entry = json.loads(pretrain.MANIFEST.read_text())["linear"]
+    assert entry["file"] == "linear.pt"
+    got = entry["samplers"]
+    assert (got["ddim-20"], got["ddpm-1000"], got["used"]) == (1, 2, "the classifier")
+    assert got["seconds"] >= 0 and "cpu" in got["measured_on"] and "code_version" not in got
+    pretrain.record_measurement("linear", "samplers", lambda clf, dev: {"x": 3}, version="abc1234")
+    got = json.loads(pretrain.MANIFEST.read_text())["linear"]["samplers"]
+    assert "ddim-20" not in got and got["x"] == 3 and got["code_version"] == "abc1234"

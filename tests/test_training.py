@@ -95,3 +95,25 @@ def test_x0_error_is_the_noise_error_amplified(linear_schedule):
     abar = linear_schedule.alpha_bars[levels]
     assert torch.allclose(err, (loss * (1 - abar) / abar).sqrt(), rtol=1e-4)
     assert err[-1] > 100 * err[1] > 0  # the amplification at the noisy end
+
+
+def test_plain_log_axis_labels_plain_numbers():
+    """A short log axis gets plain tick labels (5, 10, 20 ... not 2×10¹) and no minor ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from academy_diffusion.plotting import plain_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([5, 50], [19, 150])
+    plain_log_axis(ax, "x", (5, 10, 20, 50))
+    plain_log_axis(ax, "y")
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "20", "50"]
+    shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert shown and all(label.replace(".", "").isdigit() for label in shown), shown
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert isinstance(ax.yaxis.get_minor_locator(), matplotlib.ticker.NullLocator)
+    plt.close(fig)

@@ -232,8 +232,8 @@ def lesson_06(loss_end: dict, loss_ratio: dict, x0_error: dict, fids: dict, heal
     """Lesson 6 (the dead embedding). ``loss_end``: each model's mean training loss over the last tenth of the
     common steps; ``loss_ratio[k]``: dead / healthy L_simple at level k; ``x0_error[name][k]``: RMS error of
     x̂0; ``fids``: FID intervals of both models' samples; ``health``: the sensitivity check of both; ``bar``:
-    the sensitivity calibrated on the weakened copies; ``blend``: ``(sensitivity, FID interval)`` of each
-    weakened copy, from intact to most weakened."""
+    the healthy reading minus three times its spread over probes; ``blend``: ``(a, sensitivity, FID
+    interval or None)`` of each copy with its embedding blended by a, from a = 0 (intact) up."""
     claim(loss_end["dead"] < 1.5 * loss_end["healthy"], f"the dead model's loss fell too: {loss_end['dead']:.4f} vs "
           f"healthy {loss_end['healthy']:.4f} over the last tenth of the steps")
     worst = max(loss_ratio, key=loss_ratio.get)
@@ -243,12 +243,15 @@ def lesson_06(loss_end: dict, loss_ratio: dict, x0_error: dict, fids: dict, heal
     claim(apart(fids["healthy"], fids["dead"]), f"its samples are worse: FID {fids['dead'][0]:.1f} "
           f"({fids['dead'][1]:.1f}-{fids['dead'][2]:.1f}) vs {fids['healthy'][0]:.1f} ({fids['healthy'][1]:.1f}-"
           f"{fids['healthy'][2]:.1f}), intervals apart")
-    sensitivities = [s for s, _ in blend]
-    claim(all(a > b for a, b in zip(sensitivities[:-1], sensitivities[1:], strict=True))
-          and apart(blend[0][1], blend[-1][1]) and health["dead"] < bar,
-          "the check tracks sample quality: sensitivity " + " > ".join(f"{s:.2g}" for s in sensitivities)
-          + f" as the embedding weakens, FID {blend[0][1][0]:.1f} -> {blend[-1][1][0]:.1f} (apart); the dead model "
-          f"reads {health['dead']:.1e}, below the bar {bar:.2g}")
+    sensitivities = [s for _, s, _ in blend]
+    strong = [s for a, s, _ in blend if a >= 0.25]
+    claim(all(x > y for x, y in zip(sensitivities[:-1], sensitivities[1:], strict=True))
+          and health["dead"] < bar and max(strong) < bar < health["healthy"],
+          "the check falls as the embedding weakens (" + " > ".join(f"{s:.3g}" for s in sensitivities)
+          + f") and flags the dead model ({health['dead']:.1e}) and every copy with a >= 0.25 (bar {bar:.4f})")
+    (_, _, intact), (a_mild, mild, mild_fid) = blend[0], blend[1]
+    claim(mild > bar and apart(intact, mild_fid), f"a smoke alarm, not a quality gauge: at a = {a_mild:g} the check "
+          f"passes ({mild:.4f}, bar {bar:.4f}) while FID rises from {intact[0]:.1f} to {mild_fid[0]:.1f} (apart)")
 
 
 def lesson_08(fids: dict, stamp_cost: tuple, real_fids: list, block: tuple, pr: dict, rater_agrees: bool,
@@ -273,7 +276,7 @@ def lesson_08(fids: dict, stamp_cost: tuple, real_fids: list, block: tuple, pr: 
           f"{block[0]:.1f}, random real sets {min(real_fids):.1f}-{max(real_fids):.1f}")
     small, large = kid_by_n[min(kid_by_n)], kid_by_n[max(kid_by_n)]
     drift = {m: (small[m][0] - large[m][0]) / math.hypot(small[m][1], large[m][1]) for m in ("fid", "kid")}
-    claim(drift["fid"] > 10 and abs(drift["kid"]) < 2,
+    claim(drift["fid"] > 10 and abs(drift["kid"]) < 3,
           f"KID does not drift where FID does: on real digits FID averages {small['fid'][0]:.1f} at n = "
           f"{min(kid_by_n)} and {large['fid'][0]:.1f} at n = {max(kid_by_n):,} ({drift['fid']:.0f} standard errors "
           f"apart), KID×1000 {1000 * small['kid'][0]:.1f} and {1000 * large['kid'][0]:.1f} ({drift['kid']:+.1f})")

@@ -17,7 +17,6 @@ import hashlib
 import inspect
 import os
 import sys
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,7 +37,6 @@ from ..device import describe_device, describe_precision, get_device, seed_every
 from ..distillation import VPrediction, distill
 from ..flow_matching import FlowPath
 from ..latent import Autoencoder, encode_all, train_autoencoder
-from ..metrics import SmallSampleWarning
 from ..models import UNet, count_parameters
 from ..samplers import GUIDANCE_W, SampleResult, sample
 from ..schedules import make_schedule
@@ -100,9 +98,6 @@ def setup_lesson(lesson: str, seed: int = 0) -> SimpleNamespace:
     print(f"lesson {lesson} | device: {describe_device(device)} | precision: {describe_precision(device)} | "
           f"profile: {profile.name} | seed: {seed}")
     print(f"  {profile.describe()}")
-    # the lessons compare FIDs at n < 5,000, always at equal n and beside the real-vs-real baseline: the
-    # package's warning about small n is shown once per lesson (the first FID), not at every FID
-    warnings.simplefilter("once", SmallSampleWarning)
     reporting.start_lesson(lesson, profile)
     return SimpleNamespace(device=device, profile=profile, seed=seed)
 

@@ -385,6 +385,32 @@ def compare_samplers(kind: str, classifier, device, n: int, settings=tuple(SAMPL
     return out
 
 
+def ema_check(classifier, device, epochs: float, n: int) -> dict:
+    """Lesson 1's question at a size it cannot afford: is the EMA of the weights better to sample from than
+    the raw weights? One run of ``linear``'s recipe (widths, batch 64, learning rate, schedule) for
+    ``epochs``, keeping both; each samples ``n`` digits with DDIM-20 at η = 1 (the course's sampler for
+    unconditional models) from one x_T and noise; FID with its 90 % interval, and the legible share."""
+    from ..data import load_mnist
+    from ..models import UNet
+    from ..schedules import make_schedule
+    from ..training import train
+
+    images, _ = load_mnist("train", device=device)
+    schedule = make_schedule("linear", 1000, device)
+    torch.manual_seed(0)
+    raw = UNet(channels=(16, 32, 64)).to(device)
+    result = train(raw, images, schedule, epochs=epochs, batch_size=64, lr=2e-3)
+    out = {"epochs": epochs, "steps": result.steps, "train_seconds": result.seconds, "n": n,
+           "sampler": "ddim-20, eta 1", "fid_real_vs_real_same_n": real_baseline(classifier, n)}
+    x_T = initial_noise(n, 0)
+    for name, net in (("raw", raw.eval()), ("ema", result.ema)):
+        images_out = sample(net, schedule, n, sampler="ddim", steps=20, eta=1.0, x_T=x_T, seed=0).images
+        value, lo, hi = fid_interval(images_out, classifier, warn=False)
+        out[name] = {"fid": value, "lo": lo, "hi": hi, "legible_share": legible_share(classifier, images_out)}
+        print(name, out[name], flush=True)
+    return out
+
+
 def latent_race(classifier, device, seconds: float, n: int) -> dict:
     """Lesson 10's FID at equal training time, at a budget no lesson can afford: a pixel and a latent model
     (``linear``'s recipe: the same widths, batch 64, learning rate and schedule; the latent one on the shipped
@@ -417,6 +443,21 @@ def latent_race(classifier, device, seconds: float, n: int) -> dict:
     return out
 
 
+def record_measurement(kind: str, key: str, measure, version: str | None = None, merge: bool = False) -> None:
+    """Run ``measure(classifier, device) -> dict`` on this machine's device and store the result as
+    ``manifest[kind][key]``, with the device, the precision, the seconds it took and (for a measurement that
+    trains, ``version``) the code version. ``merge`` keeps what an earlier run stored under ``key``."""
+    device = get_device(verbose=True)
+    classifier, _ = load_classifier(device, verbose=False)
+    start = time.perf_counter()
+    result = measure(classifier, device)
+    entry = read_manifest()[kind]
+    entry[key] = {**(entry.get(key, {}) if merge else {}), **result,
+                  "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
+                  "seconds": time.perf_counter() - start, **({"code_version": version} if version else {})}
+    update_manifest(kind, entry)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="only print the README's results table")
@@ -446,6 +487,8 @@ def main(argv=None) -> None:
                         help="with --compare-samplers: which samplers")
     parser.add_argument("--reverse", action="store_true", help="with --compare-samplers: a second worker, taking "
                         "the chunks from the other end")
+    parser.add_argument("--ema-check", type=float, metavar="EPOCHS", help="only measure lesson 1's raw against EMA "
+                        "weights: one run of linear's recipe for EPOCHS, both sampled at --eval-n, into the manifest")
     parser.add_argument("--nfe-sweep", type=int, metavar="N", help="only measure lesson 9's equal-NFE comparison "
                         "of the shipped flow and linear models at N samples per point, into the manifest")
     args = parser.parse_args(argv)
@@ -453,36 +496,19 @@ def main(argv=None) -> None:
         print(results_table())
         return
     if args.nfe_sweep:
-        device = get_device(verbose=True)
-        classifier, _ = load_classifier(device, verbose=False)
-        start = time.perf_counter()
-        sweep = nfe_sweep(classifier, device, args.nfe_sweep)
-        entry = read_manifest()["flow"]
-        entry["nfe_sweep"] = {**sweep, "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
-                              "seconds": time.perf_counter() - start}
-        update_manifest("flow", entry)
+        record_measurement("flow", "nfe_sweep", lambda clf, dev: nfe_sweep(clf, dev, args.nfe_sweep))
         return
-
+    if args.ema_check:
+        record_measurement("linear", "ema_check", lambda clf, dev: ema_check(clf, dev, args.ema_check, args.eval_n),
+                           version=code_version(args.allow_dirty))
+        return
     if args.compare_samplers:
-        device = get_device(verbose=True)
-        classifier, _ = load_classifier(device, verbose=False)
-        start = time.perf_counter()
-        result = compare_samplers(args.compare_samplers, classifier, device, args.eval_n, args.settings, args.reverse)
-        entry = read_manifest()[args.compare_samplers]
-        entry["samplers"] = {**entry.get("samplers", {}), **result,
-                             "measured_on": f"the shipped fp16 weights, {describe_device(device)}, "
-                                            f"{describe_precision(device)}, {time.perf_counter() - start:.0f} s"}
-        update_manifest(args.compare_samplers, entry)
+        record_measurement(args.compare_samplers, "samplers", lambda clf, dev: compare_samplers(
+            args.compare_samplers, clf, dev, args.eval_n, args.settings, args.reverse), merge=True)
         return
     if args.latent_race:
-        version = code_version(args.allow_dirty)
-        device = get_device(verbose=True)
-        classifier, _ = load_classifier(device, verbose=False)
-        entry = read_manifest()["latent"]
-        entry["equal_time"] = {**latent_race(classifier, device, args.latent_race, args.eval_n),
-                               "measured_on": f"{describe_device(device)}, {describe_precision(device)}",
-                               "code_version": version}
-        update_manifest("latent", entry)
+        race = lambda clf, dev: latent_race(clf, dev, args.latent_race, args.eval_n)  # noqa: E731
+        record_measurement("latent", "equal_time", race, version=code_version(args.allow_dirty))
         return
     if args.distill or args.measure_students:
         device = get_device(verbose=True)
