@@ -218,7 +218,7 @@ cfg = course_model("cfg", ctx.profile, ctx.device)
 n_sweep = ctx.profile.sweep_samples // 2
 labels = balanced_labels(n_sweep)
 x_T_sweep = initial_noise(len(labels), seed=3)
-STEPS, ETAS = [10, 20, 50], [0.0, 0.5, 1.0]
+STEPS, ETAS = [10, 20, 50], [0.0, 1.0]
 sweep = {}
 for eta in ETAS:
     for k in STEPS:

@@ -124,3 +124,28 @@ def test_record_measurement_stores_the_result_with_where_and_how_long(tmp_path, 
     pretrain.record_measurement("linear", "samplers", lambda clf, dev: {"x": 3}, version="abc1234")
     got = json.loads(pretrain.MANIFEST.read_text())["linear"]["samplers"]
     assert "ddim-20" not in got and got["x"] == 3 and got["code_version"] == "abc1234"
+
+
+def test_compare_samplers_resumes_in_chunks_without_changing_the_samples(needs_mnist, tmp_path, monkeypatch):
+    """The sampler comparison draws in chunks through the sample cache: a run taking the chunks from the other
+    end (a second worker) must score exactly what the first did, and the deterministic sampler in chunks exactly
+    what one call of sample() draws from the same x_T."""
+    from academy_diffusion.classifier import load_classifier
+    from academy_diffusion.course import pretrain
+    from academy_diffusion.metrics import fid
+    from academy_diffusion.samplers import initial_noise
+
+    monkeypatch.setenv("ACADEMY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrain, "COMPARE_CHUNK", 7)
+    device = torch.device("cpu")
+    classifier, _ = load_classifier(device, verbose=False)
+    settings = ("ddim-20", "ddim-20-eta1")
+    forward = pretrain.compare_samplers("linear", classifier, device, 20, settings)
+    backward = pretrain.compare_samplers("linear", classifier, device, 20, settings, reverse=True)
+    for name in settings:
+        assert forward[name]["fid"] == backward[name]["fid"] and forward[name]["recall"] == backward[name]["recall"]
+    assert len(list((tmp_path / "samples").glob("*.pt"))) == 2 * 3  # 20 samples in chunks of 7, per setting
+    linear = pretrained_model("linear", device)
+    whole = sample(linear.model, linear.schedule, 20, sampler="ddim", steps=20, x_T=initial_noise(20, 0)).images
+    assert fid(whole, classifier, baseline=False, warn=False).value == pytest.approx(forward["ddim-20"]["fid"], rel=1e-6)
+    assert forward["n"] == 20 and forward["w"] is None and 0 < forward["real_legible_share"] <= 1
