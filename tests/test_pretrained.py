@@ -147,5 +147,18 @@ def test_compare_samplers_resumes_in_chunks_without_changing_the_samples(needs_m
     assert len(list((tmp_path / "samples").glob("*.pt"))) == 2 * 3  # 20 samples in chunks of 7, per setting
     linear = pretrained_model("linear", device)
     whole = sample(linear.model, linear.schedule, 20, sampler="ddim", steps=20, x_T=initial_noise(20, 0)).images
-    assert fid(whole, classifier, baseline=False, warn=False).value == pytest.approx(forward["ddim-20"]["fid"], rel=1e-6)
+    value = fid(whole, classifier, baseline=False, warn=False).value
+    assert value == pytest.approx(forward["ddim-20"]["fid"], rel=1e-6)
     assert forward["n"] == 20 and forward["w"] is None and 0 < forward["real_legible_share"] <= 1
+
+
+def test_the_sampler_comparison_is_recorded_for_two_models():
+    """Lesson 3 reads DDIM-20 (η = 0 and 1) against DDPM-1000 from the manifest: at n >= 5,000, for the
+    unguided linear model and the guided one at the course's w, each with its interval and accuracy."""
+    manifest = json.loads(MANIFEST.read_text())
+    for kind, w in (("linear", None), ("cfg", GUIDANCE_W)):
+        r = manifest[kind]["samplers"]
+        assert r["n"] >= 5000 and r["w"] == w, (kind, r["n"], r["w"])
+        for name in ("ddim-20", "ddim-20-eta1", "ddpm-1000"):
+            assert r[name]["lo"] < r[name]["fid"] < r[name]["hi"], (kind, name)
+            assert 0 <= r[name]["recall"] <= 1 and ("accuracy" in r[name]) == (w is not None)

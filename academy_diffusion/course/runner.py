@@ -73,20 +73,26 @@ def cpu_cores() -> int:
 # each waits for the lesson it reuses, rather than drawing the same samples again.
 REUSES = {"05": "04", "06": "02", "08": "05", "10": "02"}  # lesson 8 reads lesson 4's sets and lesson 5's w = 2
 # Each lesson's seconds in the quick profile on the 2-core CI machine, one thread, beside another lesson
-# (an AMD EPYC with AVX512-BF16, idle otherwise, 2026-11-29; lesson 9 on 2026-11-30 beside one pretraining
-# process; lessons 10 and 11 in the whole course on 2026-11-30). Only their order matters: see start_order.
-QUICK_SECONDS = {"01": 69, "02": 88, "03": 217, "04": 75, "05": 34, "06": 52, "07": 148, "08": 14, "09": 27, "10": 54,
-                 "11": 29}
+# (an AMD EPYC with AVX512-BF16, idle otherwise: the whole course on 2026-11-30, 416 s of wall clock).
+# Only their order matters: see start_order.
+QUICK_SECONDS = {"01": 85, "02": 82, "03": 197, "04": 78, "05": 33, "06": 93, "07": 128, "08": 23, "09": 27, "10": 55,
+                 "11": 26}
 
 
 def start_order(todo: list[Path], jobs: int) -> list[Path]:
     """The order in which the runner starts ``todo``: course order one at a time; side by side, the
     longest first (so that short lessons fill the other core around the long ones, instead of one long
-    lesson running alone at the end), ties and unknown lessons in course order. With these times every
-    lesson still starts after the one whose samples it reuses (a test checks it)."""
+    lesson running alone at the end), ties and unknown lessons in course order, and every lesson after
+    the one whose samples it reuses (it would wait for it anyway)."""
     if jobs == 1:
         return list(todo)
-    return sorted(todo, key=lambda p: -QUICK_SECONDS.get(p.name[:2], 0))
+    order = sorted(todo, key=lambda p: -QUICK_SECONDS.get(p.name[:2], 0))
+    for lesson, reused in REUSES.items():
+        names = [p.name[:2] for p in order]
+        if lesson in names and reused in names and names.index(lesson) < names.index(reused):
+            moved = order.pop(names.index(lesson))
+            order.insert([p.name[:2] for p in order].index(reused) + 1, moved)
+    return order
 
 
 def default_jobs(profile: Profile, device) -> int:
