@@ -211,7 +211,7 @@ def fid_difference(a: torch.Tensor, b: torch.Tensor, classifier: nn.Module, n_bo
         raise ValueError(f"fid_difference compares paired sets of one size, got {len(a)} and {len(b)}")
     fa, fb = _np(extract_features(classifier, a)), _np(extract_features(classifier, b))
     ref = reference_stats(classifier)
-    dist = lambda f: frechet_distance(f.mean(0), np.cov(f, rowvar=False), *ref)  # noqa: E731
+    dist = lambda f: frechet_distance(*feature_stats(f), *ref)  # noqa: E731
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):

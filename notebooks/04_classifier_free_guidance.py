@@ -203,7 +203,7 @@ ax.set(xticks=range(10), xlabel="digit the classifier reads", ylabel="share of s
 ax.legend(fontsize=8)
 save_figure(fig, "04_mode_coverage")
 plt.show()
-uneven = max(hist) / min(hist), max(real_hist) / min(real_hist)
+uneven = [max(h) / min(h) if min(h) > 0 else float("inf") for h in (hist, real_hist)]  # inf: a digit missing
 print(f"most / least frequent digit: {uneven[0]:.1f}x in the samples, {uneven[1]:.1f}x among real digits")
 report("04_classifier_free_guidance", coverage_entropy_w0=results[0]["coverage_entropy"],
        rarest_digit_share_w0=min(hist), max_over_min_digit_share_w0=uneven[0], max_over_min_digit_share_real=uneven[1])

@@ -166,9 +166,10 @@ save_figure(fig, "05_samples_min_and_w10")
 plt.show()
 
 # %% [markdown]
-# What the shipped model shows here (run on the course's CPU): FID's minimum is at **w = 1**, plain
-# conditional sampling, where some samples are read as the wrong digit (1 − the accuracy printed
-# above) and the strokes are thin and varied, like real handwriting. At w = 10 every digit
+# What the shipped model shows here (run on the course's CPU): FID's lowest value is at **w = 1**
+# (at this n not told apart from w = 2: see the plot's legend), plain conditional sampling, where
+# some samples are read as the wrong digit (1 − the accuracy printed above) and the strokes are thin
+# and varied, like real handwriting. At w = 10 every digit
 # is right, thick and bold, and FID is several times worse. The eye, in lesson 4, picked **w = 3**:
 # it rejects malformed digits at once and barely notices that the samples have become alike.
 # FID is the opposite: it forgives a few malformed digits, as long as the feature statistics
