@@ -235,6 +235,14 @@ def compare_fids(samples: dict, classifier: nn.Module, w: float | None = None) -
 # --- class metrics -----------------------------------------------------------------------------
 
 @torch.no_grad()
+def class_probabilities(classifier: nn.Module, images: torch.Tensor, batch_size: int = 2500) -> torch.Tensor:
+    """The classifier's probability of each digit for ``images [N, 1, 28, 28]``: ``[N, 10]`` on the CPU."""
+    device = next(classifier.parameters()).device
+    return torch.cat([classifier(images[i : i + batch_size].to(device)).float().softmax(dim=1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
 def class_metrics(classifier: nn.Module, samples: torch.Tensor, labels: torch.Tensor | None = None,
                   num_classes: int = 10) -> dict:
     """How well samples carry their class, and how many classes they cover.
@@ -246,10 +254,7 @@ def class_metrics(classifier: nn.Module, samples: torch.Tensor, labels: torch.Te
       coverage_entropy: entropy of that histogram over log(num_classes): 1 = all digits
         equally often, 0 = a single digit (mode collapse).
     """
-    device = next(classifier.parameters()).device
-    probs = torch.cat([classifier(samples[i : i + 2500].to(device)).float().softmax(dim=1).cpu()
-                       for i in range(0, len(samples), 2500)])
-    conf, pred = probs.max(dim=1)
+    conf, pred = class_probabilities(classifier, samples).max(dim=1)
     hist = torch.bincount(pred, minlength=num_classes).double() / len(pred)
     nz = hist[hist > 0]
     out = {
@@ -267,10 +272,7 @@ def legible_share(classifier: nn.Module, images: torch.Tensor, threshold: float 
     """The share of ``images [N, 1, 28, 28]`` the classifier reads as *some* digit with probability at least
     ``threshold``: a stand-in for "legible digits in a grid". Not a verdict on its own (a classifier can be
     sure of odd shapes): compare it with the same share on real digits and between samplers."""
-    device = next(classifier.parameters()).device
-    probs = torch.cat([classifier(images[i : i + 2500].to(device)).float().softmax(dim=1).cpu()
-                       for i in range(0, len(images), 2500)])
-    return (probs.max(dim=1).values >= threshold).double().mean().item()
+    return (class_probabilities(classifier, images).max(dim=1).values >= threshold).double().mean().item()
 
 
 def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
@@ -307,7 +309,7 @@ def kid(fake: torch.Tensor, real) -> float:
     ref = real if isinstance(real, KIDReference) else kid_reference(real)
     if len(fake) < 2:
         raise ValueError("KID needs at least 2 points in each set")
-    x = fake.double().cpu() / ref.scale
+    x = fake.cpu().double() / ref.scale
     kxx, kxy = _cubic_kernel(x, x), _cubic_kernel(x, ref.features)
     m = len(x)
     return ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + ref.self_term - 2 * kxy.mean()).item()
@@ -332,8 +334,8 @@ def kid_reference(real: torch.Tensor) -> KIDReference:
     many sets against the same real digits without recomputing the N × N kernel each time."""
     if len(real) < 2:
         raise ValueError("KID needs at least 2 points in each set")
-    scale = real.double().cpu().pow(2).mean().sqrt().item()
-    y = real.double().cpu() / scale
+    scale = real.cpu().double().pow(2).mean().sqrt().item()
+    y = real.cpu().double() / scale
     kyy = _cubic_kernel(y, y)
     n = len(y)
     return KIDReference(y, scale, ((kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))).item())
@@ -412,7 +414,7 @@ def cluster_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 10, min_sh
     real digits. A collapsed generator leaves clusters empty even when its samples look fine.
     ``centres``: the clusters, when already fitted (``kmeans(real, k, seed=seed)``) for several sets.
     """
-    centres = kmeans(real, k, seed=seed) if centres is None else centres.double().cpu()
+    centres = kmeans(real, k, seed=seed) if centres is None else centres.cpu().double()
     share = lambda f: torch.bincount(torch.cdist(f.double().cpu(), centres).argmin(1), minlength=k).double() / len(f)
     r, f = share(real), share(fake)
     return {"real_shares": r.tolist(), "fake_shares": f.tolist(), "covered": int((f >= min_share * r).sum())}
